@@ -1,0 +1,44 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test bench lint format venv system-deps services clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing Python packages into $(VENV) (torch from this machine's disk: ~2 min the first time)"
+	$(VENV)/bin/pip install -qq -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian packages the tests use: docker-compose (validates docker-compose.yml
+# without a Docker engine). Installed only when missing.
+system-deps:
+	@scripts/install_system_deps.sh
+
+# PostgreSQL and Redis must answer before the tests; start them when they do not.
+services:
+	@scripts/ensure_services.sh
+
+demo: venv
+	$(PY) scripts/demo.py
+
+test: venv system-deps services
+	$(PY) -m pytest
+
+bench: venv
+	$(PY) -m bench
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf var runs .pytest_cache .ruff_cache

@@ -1,0 +1,91 @@
+"""Flask CLI commands: ``create-user`` and ``add-reference``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+
+from admin.auth import create_user
+from core.blobs import BlobStore
+from core.db import session_scope
+from core.images import ImageRejected
+from core.references import add_reference, seed_from_folder
+from core.settings import get_settings
+from core.tables import REFERENCE_KINDS, ROLES
+
+
+@click.command("create-user")
+@with_appcontext
+@click.argument("name")
+@click.option("--role", type=click.Choice(ROLES), default="supervisor", show_default=True)
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="prompted for when omitted",
+)
+def create_user_command(name: str, role: str, password: str) -> None:
+    """Add a supervisor or admin who can log in to the site."""
+    try:
+        with session_scope(current_app.config["DATABASE_URL"]) as session:
+            create_user(session, name, password, role)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created {role} {name!r}")
+
+
+@click.command("add-reference")
+@with_appcontext
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--label", required=True, help="the defect class, such as 'scratches'")
+@click.option(
+    "--kind",
+    type=click.Choice(REFERENCE_KINDS),
+    default="defect",
+    show_default=True,
+    help="defect: matching images are flagged; ok: matching images pass",
+)
+@click.option("--added-by", default="cli", show_default=True)
+def add_reference_command(file: Path, label: str, kind: str, added_by: str) -> None:
+    """Register FILE as a one-shot reference image; workers pick it up without restart."""
+    settings = get_settings()
+    try:
+        with session_scope(current_app.config["DATABASE_URL"]) as session:
+            reference = add_reference(
+                session,
+                BlobStore(current_app.config["BLOB_DIR"]),
+                file.read_bytes(),
+                label,
+                kind,
+                added_by,
+                settings.max_image_bytes,
+                settings.max_image_pixels,
+            )
+            ref_id = reference.id
+    except (ValueError, ImageRejected) as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
+    click.echo(f"added reference {ref_id}: {label} ({kind}) from {file}")
+
+
+@click.command("seed-references")
+@with_appcontext
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def seed_references_command(folder: Path) -> None:
+    """Register the first image of each class sub-folder of FOLDER as a defect reference,
+    for labels the library does not have yet (safe to run again)."""
+    with session_scope(current_app.config["DATABASE_URL"]) as session:
+        added = seed_from_folder(session, BlobStore(current_app.config["BLOB_DIR"]), folder, "seed")
+    for label, path in added:
+        click.echo(f"added reference: {label} <- {path}")
+    if not added:
+        click.echo("every label in that folder has a reference already; nothing added")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(create_user_command)
+    app.cli.add_command(add_reference_command)
+    app.cli.add_command(seed_references_command)

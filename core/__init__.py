@@ -1,0 +1,1 @@
+"""What every service shares: settings, database, tables, image store, job messages."""

@@ -1,0 +1,103 @@
+"""Database engine and sessions, created lazily and never shared across a fork.
+
+Each process gets its own engine on first use. After ``fork`` the child drops
+the parent's pool without closing its connections (they belong to the parent),
+as SQLAlchemy's pooling guide recommends, and builds a fresh one when needed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from threading import Lock
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.settings import get_settings
+
+_lock = Lock()
+_engines: dict[str, Engine] = {}
+_factories: dict[str, sessionmaker[Session]] = {}
+
+
+def _enable_sqlite_pragmas(engine: Engine) -> None:
+    # WAL lets the admin read while a worker writes; busy_timeout waits for the
+    # writer instead of failing at once; SQLite leaves foreign keys off by default.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+
+def build_engine(url: str) -> Engine:
+    """A new engine for ``url``; SQLite files get their folder and pragmas."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        _enable_sqlite_pragmas(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The process's engine for ``url`` (the configured database by default)."""
+    url = url or get_settings().database_url
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _engines[url] = build_engine(url)
+        return engine
+
+
+def get_sessionmaker(url: str | None = None) -> sessionmaker[Session]:
+    url = url or get_settings().database_url
+    with _lock:
+        factory = _factories.get(url)
+    if factory is None:
+        factory = sessionmaker(bind=get_engine(url), expire_on_commit=False)
+        with _lock:
+            _factories[url] = factory
+    return factory
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    session = get_sessionmaker(url)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def dispose_engines(close: bool = True) -> None:
+    """Forget every engine; ``close=False`` leaves inherited connections to the parent."""
+    with _lock:
+        engines = list(_engines.values())
+        _engines.clear()
+        _factories.clear()
+    for engine in engines:
+        engine.dispose(close=close)
+
+
+def _after_fork_in_child() -> None:
+    # The parent may have held the lock at the moment of the fork: start afresh.
+    global _lock
+    _lock = Lock()
+    dispose_engines(close=False)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,181 @@
+"""The job message: its schema, its checks, and the one function that sends it.
+
+A job is the Celery task ``inspect`` called with JSON keyword arguments:
+``job_id`` (a UUID, the idempotency key), ``camera``, ``captured_at`` (ISO
+8601), exactly one of ``image_b64`` or ``image_path``, and free-form ``meta``;
+``submitted_at`` (ISO 8601) is optional and lets the line measure latency.
+The producer and the admin site's HTTP ingest both send through ``send_job``;
+workers check every message again with ``InspectJob.from_message`` because any
+Celery client may send one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+TASK_NAME = "inspect"
+QUEUE_NAME = "inspect"
+MAX_CAMERA_LENGTH = 120
+MAX_META_BYTES = 16 * 1024
+
+
+class JobInvalid(ValueError):
+    """A message field is missing or wrong; the message says which and how to fix it."""
+
+
+def parse_timestamp(value: Any, name: str) -> datetime:
+    """An ISO 8601 string as an aware datetime (naive means UTC)."""
+    if not isinstance(value, str):
+        raise JobInvalid(f"{name} must be an ISO 8601 string, got {type(value).__name__}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise JobInvalid(f"{name} must be an ISO 8601 timestamp, got {value[:40]!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def check_camera(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise JobInvalid("camera must be a non-empty string naming the camera")
+    if len(value) > MAX_CAMERA_LENGTH:
+        raise JobInvalid(f"camera name is {len(value)} characters; at most {MAX_CAMERA_LENGTH}")
+    if any(not ch.isprintable() for ch in value):
+        raise JobInvalid("camera name contains control characters; use printable text")
+    return value
+
+
+def check_job_id(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    raise JobInvalid(f"job_id must be a UUID string, got {str(value)[:40]!r}")
+
+
+@dataclass(frozen=True)
+class InspectJob:
+    job_id: str
+    camera: str
+    captured_at: datetime
+    image_b64: str | None = None
+    image_path: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    submitted_at: datetime | None = None
+
+    @classmethod
+    def for_image_bytes(
+        cls,
+        data: bytes,
+        camera: str,
+        captured_at: datetime | None = None,
+        meta: dict[str, Any] | None = None,
+        job_id: str | None = None,
+    ) -> InspectJob:
+        """A new job carrying the image inside the message."""
+        return cls(
+            job_id=job_id or str(uuid.uuid4()),
+            camera=check_camera(camera),
+            captured_at=captured_at or datetime.now(UTC),
+            image_b64=base64.b64encode(data).decode("ascii"),
+            meta=dict(meta or {}),
+        )
+
+    def to_message(self) -> dict[str, Any]:
+        """The task's keyword arguments: JSON types only."""
+        message: dict[str, Any] = {
+            "job_id": self.job_id,
+            "camera": self.camera,
+            "captured_at": self.captured_at.isoformat(),
+            "meta": self.meta,
+            "submitted_at": (self.submitted_at or datetime.now(UTC)).isoformat(),
+        }
+        if self.image_b64 is not None:
+            message["image_b64"] = self.image_b64
+        if self.image_path is not None:
+            message["image_path"] = self.image_path
+        return message
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> InspectJob:
+        """Check a received message field by field; raise ``JobInvalid`` on the first fault."""
+        unknown = set(message) - {
+            "job_id",
+            "camera",
+            "captured_at",
+            "image_b64",
+            "image_path",
+            "meta",
+            "submitted_at",
+        }
+        if unknown:
+            raise JobInvalid(f"unknown message fields: {', '.join(sorted(unknown))}")
+        for name in ("job_id", "camera", "captured_at"):
+            if name not in message:
+                raise JobInvalid(f"the message has no {name}")
+        image_b64, image_path = message.get("image_b64"), message.get("image_path")
+        if (image_b64 is None) == (image_path is None):
+            raise JobInvalid("the message needs exactly one of image_b64 or image_path")
+        if image_b64 is not None and not isinstance(image_b64, str):
+            raise JobInvalid(f"image_b64 must be a base64 string, got {type(image_b64).__name__}")
+        if image_path is not None and (not isinstance(image_path, str) or not image_path):
+            raise JobInvalid("image_path must be a non-empty string")
+        meta = message.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise JobInvalid(f"meta must be an object, got {type(meta).__name__}")
+        if len(json.dumps(meta, default=str)) > MAX_META_BYTES:
+            raise JobInvalid(f"meta is larger than {MAX_META_BYTES} bytes of JSON")
+        submitted = message.get("submitted_at")
+        return cls(
+            job_id=check_job_id(message["job_id"]),
+            camera=check_camera(message["camera"]),
+            captured_at=parse_timestamp(message["captured_at"], "captured_at"),
+            image_b64=image_b64,
+            image_path=image_path,
+            meta=meta,
+            submitted_at=parse_timestamp(submitted, "submitted_at") if submitted else None,
+        )
+
+
+def decode_b64_image(image_b64: str, max_bytes: int) -> bytes:
+    """The image bytes of ``image_b64``, refusing oversized ones before decoding."""
+    if len(image_b64) > (max_bytes * 4) // 3 + 4:
+        raise JobInvalid(
+            f"image_b64 holds more than {max_bytes:,} bytes; send a smaller image "
+            "or raise MAX_IMAGE_BYTES"
+        )
+    try:
+        return base64.b64decode(image_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise JobInvalid("image_b64 is not valid base64; encode the file's bytes") from None
+
+
+def resolve_inbox_path(image_path: str, inbox_dir: Path) -> Path:
+    """The file ``image_path`` names, which must lie inside the inbox folder."""
+    inbox = inbox_dir.resolve()
+    candidate = Path(image_path)
+    resolved = (candidate if candidate.is_absolute() else inbox / candidate).resolve()
+    if not resolved.is_relative_to(inbox):
+        raise JobInvalid(
+            f"image_path {image_path!r} is outside the inbox folder {inbox}; "
+            "put the file in the inbox (INBOX_DIR) and send its path there"
+        )
+    if not resolved.is_file():
+        raise JobInvalid(f"image_path {image_path!r} does not exist in the inbox folder")
+    return resolved
+
+
+def send_job(job: InspectJob, celery_app: Any) -> str:
+    """Enqueue ``job`` on the ``inspect`` queue; returns its job_id.
+
+    The Celery task id is the job_id, so a job can be traced from producer to row.
+    """
+    celery_app.send_task(TASK_NAME, kwargs=job.to_message(), queue=QUEUE_NAME, task_id=job.job_id)
+    return job.job_id

@@ -1,0 +1,45 @@
+"""The Celery configuration every side shares, and a send-only client app.
+
+Workers build their app from ``celery_config`` too (``worker/celery_app.py``),
+so producers and workers can never disagree on serialisation or queues.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from core.jobs import QUEUE_NAME
+from core.settings import Settings, get_settings
+
+# Seconds a job may stay unacknowledged before Redis hands it to another worker.
+# Jobs are acknowledged late (after their row is committed), so this must exceed
+# the longest time a worker holds a job, batches included.
+VISIBILITY_TIMEOUT_S = 600
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.redis_url,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_queues": [Queue(QUEUE_NAME)],
+        "task_default_queue": QUEUE_NAME,
+        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        "broker_connection_retry_on_startup": True,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+
+
+def make_client(settings: Settings | None = None) -> Celery:
+    """A Celery app that only sends jobs (it defines no tasks)."""
+    settings = settings or get_settings()
+    app = Celery("inspection-client")
+    app.conf.update(celery_config(settings))
+    return app

@@ -1,0 +1,42 @@
+"""Writing inspection results: idempotent by ``job_id`` on every backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from core.tables import Inspection
+
+
+def insert_inspections(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert result rows, skipping any whose ``job_id`` already has one.
+
+    A redelivered job (its worker died after committing, before acknowledging)
+    thus never makes a second row, and the first result stands. Returns the
+    job ids actually inserted.
+    """
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        statement = postgresql.insert(Inspection).on_conflict_do_nothing(index_elements=["job_id"])
+    elif dialect == "sqlite":
+        statement = sqlite.insert(Inspection).on_conflict_do_nothing(index_elements=["job_id"])
+    else:  # other backends: check first (unique constraint still guards the race)
+        existing = set(
+            session.scalars(
+                select(Inspection.job_id).where(Inspection.job_id.in_([r["job_id"] for r in rows]))
+            )
+        )
+        rows = [r for r in rows if r["job_id"] not in existing]
+        if not rows:
+            return set()
+        statement = Inspection.__table__.insert()
+    # RETURNING names the rows really inserted (conflicts return nothing), where
+    # an executemany rowcount is unreliable across drivers.
+    result = session.connection().execute(statement.returning(Inspection.job_id), list(rows))
+    return set(result.scalars())

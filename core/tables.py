@@ -1,0 +1,165 @@
+"""The tables, as SQLAlchemy 2.0 typed models. Alembic migrations create them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names, so migrations can name what they alter on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+STATUSES = ("passed", "flagged", "rejected")
+REVIEW_STATES = ("pending", "confirmed", "false_alarm", "relabeled")
+REFERENCE_KINDS = ("defect", "ok")
+ROLES = ("supervisor", "admin")
+UNKNOWN_LABEL = "unknown"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    SQLite keeps no zone and hands back naive values; they are stored as UTC,
+    so they are read back as UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(20), default="supervisor")
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ModelVersion(Base):
+    """A checkpoint some worker or admin process has loaded."""
+
+    __tablename__ = "model_versions"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    arch: Mapped[str] = mapped_column(String(64))
+    threshold: Mapped[float] = mapped_column(Float)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    first_loaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Reference(Base):
+    """One image of the one-shot reference library."""
+
+    __tablename__ = "references"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String(80), index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # "defect" or "ok"
+    image_key: Mapped[str] = mapped_column(String(80))
+    active: Mapped[bool] = mapped_column(default=True)
+    note: Mapped[str | None] = mapped_column(Text)
+    added_by: Mapped[str | None] = mapped_column(String(80))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Changes whenever the row does, so workers can tell their cache is stale.
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    embeddings: Mapped[list[ReferenceEmbedding]] = relationship(
+        back_populates="reference", cascade="all, delete-orphan"
+    )
+
+
+class ReferenceEmbedding(Base):
+    """A reference's embedding under one model version (float32 bytes)."""
+
+    __tablename__ = "reference_embeddings"
+    __table_args__ = (UniqueConstraint("reference_id", "model_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reference_id: Mapped[int] = mapped_column(ForeignKey("references.id", ondelete="CASCADE"))
+    model_version: Mapped[str] = mapped_column(String(64))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    reference: Mapped[Reference] = relationship(back_populates="embeddings")
+
+
+class Inspection(Base):
+    """One row per job: the verdict on one image, and its review."""
+
+    __tablename__ = "inspections"
+    __table_args__ = (
+        Index("ix_inspections_status_processed_at", "status", "processed_at"),
+        Index("ix_inspections_camera_processed_at", "camera", "processed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(36), unique=True)
+    camera: Mapped[str] = mapped_column(String(120))
+    status: Mapped[str] = mapped_column(String(10))  # passed | flagged | rejected
+    label: Mapped[str | None] = mapped_column(String(80), index=True)
+    dissimilarity: Mapped[float | None] = mapped_column(Float)
+    nearest_reference_id: Mapped[int | None] = mapped_column(
+        ForeignKey("references.id", ondelete="SET NULL")
+    )
+    # [{"reference_id", "label", "kind", "distance"}], nearest first
+    distances: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    image_key: Mapped[str | None] = mapped_column(String(80))
+    image_width: Mapped[int | None] = mapped_column(Integer)
+    image_height: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    captured_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    processed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    review_state: Mapped[str] = mapped_column(String(12), default="pending", index=True)
+    review_label: Mapped[str | None] = mapped_column(String(80))
+    reviewed_by: Mapped[str | None] = mapped_column(String(80))
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    review_comment: Mapped[str | None] = mapped_column(Text)
+
+    nearest_reference: Mapped[Reference | None] = relationship()

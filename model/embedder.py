@@ -1,0 +1,88 @@
+"""Inference: the ``Embedder`` owns device choice, checkpoint loading and embedding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from model.checkpoint import file_sha256, load_checkpoint
+from model.networks import SiameseNetwork
+from model.preprocess import to_model_batch
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.pt"
+# Largest forward pass; bigger inputs are embedded in chunks of this size.
+MAX_FORWARD_BATCH = 256
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Embedder:
+    """Embeds PIL images (any size and mode) into float32 vectors."""
+
+    def __init__(
+        self,
+        network: SiameseNetwork,
+        meta: dict[str, Any],
+        version: str,
+        device: torch.device,
+        threshold: float | None = None,
+    ) -> None:
+        self.network = network.to(device).eval()
+        self.meta = meta
+        self.version = version
+        self.device = device
+        self.arch: str = meta["arch"]
+        self.input_size: int = int(meta["input_size"])
+        self.threshold: float = float(meta["threshold"] if threshold is None else threshold)
+
+    @torch.inference_mode()
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Return an (N, D) float32 array, one row per image, in input order."""
+        chunks = []
+        for start in range(0, len(images), MAX_FORWARD_BATCH):
+            batch = to_model_batch(images[start : start + MAX_FORWARD_BATCH], self.input_size)
+            codes = self.network.forward_once(batch.to(self.device))
+            chunks.append(codes.float().cpu().numpy())
+        if not chunks:
+            return np.empty((0, self.embedding_dim), dtype=np.float32)
+        return np.concatenate(chunks).astype(np.float32, copy=False)
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.meta["embedding_dim"])
+
+    @staticmethod
+    def distance(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
+        """Euclidean distance. Two vectors give a float; (N, D) and (M, D) give (N, M)."""
+        a = np.asarray(a, dtype=np.float32)
+        b = np.asarray(b, dtype=np.float32)
+        if a.ndim == 1 and b.ndim == 1:
+            return float(np.linalg.norm(a - b))
+        a2, b2 = np.atleast_2d(a), np.atleast_2d(b)
+        squared = (a2**2).sum(1)[:, None] + (b2**2).sum(1)[None, :] - 2.0 * a2 @ b2.T
+        return np.sqrt(np.maximum(squared, 0.0))
+
+
+def load_embedder(
+    checkpoint: str | Path | None = None,
+    device: str = "auto",
+    threshold: float | None = None,
+) -> Embedder:
+    """Load a checkpoint (the shipped default when None) into an ``Embedder``.
+
+    ``threshold`` overrides the match threshold calibrated at training time.
+    """
+    path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    target = resolve_device(device)
+    network, meta = load_checkpoint(path, map_location=target)
+    version = f"{meta['arch']}-{file_sha256(path)[:12]}"
+    return Embedder(network, meta, version, target, threshold)

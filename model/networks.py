@@ -1,0 +1,131 @@
+"""Siamese embedding networks: plain ``nn.Module``s, kept apart from training.
+
+Every network maps a batch of grayscale images shaped (N, 1, S, S), scaled to
+[-1, 1], to embeddings shaped (N, D). ``forward_once`` is one tower;
+``forward(a, b)`` runs both towers (shared weights) and returns both codes, as
+in the PyTorch Siamese example.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class SiameseNetwork(nn.Module):
+    """Base class: subclasses implement ``forward_once``."""
+
+    #: side of the square input image the tower expects
+    input_size: int = 100
+    #: whether embeddings are L2-normalised (distances then lie in [0, 2])
+    normalized: bool = False
+
+    def forward_once(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_once(a), self.forward_once(b)
+
+
+class Deshpande2020(SiameseNetwork):
+    """The network of Deshpande, Minai & Kumar (2020), as in the authors' code.
+
+    Each tower: ZeroPad(1) + Conv3x3 (1->4), ReLU, ZeroPad(1) + Conv3x3 (4->8),
+    ReLU, ZeroPad(1) + Conv3x3 (8->8), ReLU, keeping 100x100; then fully
+    connected 80000 -> 500 -> 500 -> 5 with ReLU between. Its 80000x500 layer
+    holds 40 M of its 40.3 M parameters (about 160 MB as float32).
+    """
+
+    input_size = 100
+
+    def __init__(self, embedding_dim: int = 5) -> None:
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        self.cnn = nn.Sequential(
+            nn.ZeroPad2d(1),
+            nn.Conv2d(1, 4, kernel_size=3),
+            nn.ReLU(inplace=True),
+            nn.ZeroPad2d(1),
+            nn.Conv2d(4, 8, kernel_size=3),
+            nn.ReLU(inplace=True),
+            nn.ZeroPad2d(1),
+            nn.Conv2d(8, 8, kernel_size=3),
+            nn.ReLU(inplace=True),
+        )
+        self.fc = nn.Sequential(
+            nn.Linear(8 * 100 * 100, 500),
+            nn.ReLU(inplace=True),
+            nn.Linear(500, 500),
+            nn.ReLU(inplace=True),
+            nn.Linear(500, embedding_dim),
+        )
+
+    def forward_once(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.cnn(x).flatten(1))
+
+
+def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class CompactTexture(SiameseNetwork):
+    """A small convolutional tower for texture: batch norm, early downsampling,
+    and pooling of both the mean and the spread of each feature map.
+
+    Steel defects are textures, so where a feature fires matters less than how
+    strongly and how unevenly it fires over the image: concatenating the global
+    average and the global standard deviation of the last feature maps keeps
+    both, without the 80000-wide dense layer of the paper network. The
+    embedding is L2-normalised, so distances lie in [0, 2].
+    """
+
+    input_size = 100
+    normalized = True
+
+    def __init__(self, embedding_dim: int = 64, width: int = 32) -> None:
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        w = width
+        self.features = nn.Sequential(
+            _conv_bn(1, w // 2, stride=2),  # 50x50
+            _conv_bn(w // 2, w),
+            nn.MaxPool2d(2),  # 25x25
+            _conv_bn(w, 2 * w),
+            nn.MaxPool2d(2),  # 12x12
+            _conv_bn(2 * w, 4 * w),
+            _conv_bn(4 * w, 4 * w),
+        )
+        self.head = nn.Sequential(
+            nn.Linear(8 * w, 4 * w),
+            nn.BatchNorm1d(4 * w),
+            nn.ReLU(inplace=True),
+            nn.Linear(4 * w, embedding_dim),
+        )
+
+    def forward_once(self, x: torch.Tensor) -> torch.Tensor:
+        fmap = self.features(x).flatten(2)
+        pooled = torch.cat([fmap.mean(dim=2), fmap.std(dim=2)], dim=1)
+        return F.normalize(self.head(pooled), dim=1)
+
+
+ARCHITECTURES: dict[str, Callable[..., SiameseNetwork]] = {
+    "deshpande2020": Deshpande2020,
+    "compact_texture": CompactTexture,
+}
+
+
+def build_network(arch: str, **kwargs: int) -> SiameseNetwork:
+    """Build a network by its architecture name (as stored in checkpoints)."""
+    try:
+        factory = ARCHITECTURES[arch]
+    except KeyError:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise ValueError(f"unknown architecture {arch!r}; choose one of: {known}") from None
+    return factory(**kwargs)

@@ -1,0 +1,1 @@
+"""Camera producers: submit files, replay a folder as a simulated camera."""

@@ -1,0 +1,102 @@
+"""Command line: ``python -m producer submit | replay``.
+
+Each prints one line per enqueued job: the job id, a tab, the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from core.jobs import JobInvalid, check_camera
+from producer.client import ImageTooLarge, InspectionClient
+
+IMAGE_SUFFIXES = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".webp"}
+
+
+def camera_name(text: str) -> str:
+    try:
+        return check_camera(text)
+    except JobInvalid as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def list_images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"not a folder: {folder}")
+    images = sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
+    if not images:
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    return images
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    failures = 0
+    with InspectionClient() as client:
+        for path in args.files:
+            try:
+                job_id = client.submit_file(path, args.camera)
+            except (OSError, ImageTooLarge) as exc:
+                print(f"error: {path}: {exc}", file=sys.stderr)
+                failures += 1
+                continue
+            print(f"{job_id}\t{path}", flush=True)
+    return 1 if failures else 0
+
+
+def paced(items: Iterator[Path], rate: float) -> Iterator[Path]:
+    """Yield items at ``rate`` per second, on a fixed schedule that does not drift."""
+    interval = 1.0 / rate if rate > 0 else 0.0
+    start = time.monotonic()
+    for n, item in enumerate(items):
+        delay = start + n * interval - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield item
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    images = list_images(args.folder)
+    looped = itertools.cycle(images)
+    items = itertools.islice(looped, args.count) if args.count > 0 else looped
+    with InspectionClient() as client:
+        try:
+            for path in paced(items, args.rate):
+                job_id = client.submit_file(path, args.camera, meta={"replay": True})
+                print(f"{job_id}\t{path}", flush=True)
+        except KeyboardInterrupt:
+            return 130
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m producer", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    submit = sub.add_parser("submit", help="enqueue image files once")
+    submit.add_argument("files", nargs="+", type=Path)
+    submit.add_argument("--camera", type=camera_name, required=True)
+    replay = sub.add_parser("replay", help="a simulated camera: replay a folder at a rate")
+    replay.add_argument("folder", type=Path)
+    replay.add_argument("--camera", type=camera_name, required=True)
+    replay.add_argument("--rate", type=float, default=2.0, help="images per second (0: no pause)")
+    replay.add_argument(
+        "--count", type=int, default=0, help="stop after this many images (0: loop forever)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return {"submit": run_submit, "replay": run_replay}[args.command](args)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

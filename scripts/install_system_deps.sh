@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests need, only when missing.
+set -euo pipefail
+
+missing=()
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+echo "installing Debian packages: ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+    sudo=sudo
+else
+    sudo=
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 || {
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}"
+}

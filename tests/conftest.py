@@ -1,0 +1,197 @@
+"""Fixtures on real parts: a fresh PostgreSQL database per test that asks for one,
+a Redis database of its own, and real ``celery worker`` processes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from PIL import Image
+
+from core.migrate import upgrade_to_head
+from core.settings import Settings, settings_from_env
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "sample"
+PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+# Database 15 of the local Redis is the tests' own; it is flushed before use.
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+BIN = Path(sys.executable).parent
+
+
+def create_pg_database() -> str:
+    """A new, empty PostgreSQL database; returns its SQLAlchemy URL."""
+    name = f"inspection_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    info = psycopg.conninfo.conninfo_to_dict(PG_ADMIN_DSN)
+    host, port, user = info.get("host", "127.0.0.1"), info.get("port", "5432"), info.get("user")
+    credentials = f"{user}@" if user else ""
+    return f"postgresql+psycopg://{credentials}{host}:{port}/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    from core.db import dispose_engines
+
+    dispose_engines()
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (not migrated)."""
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
+@pytest.fixture
+def migrated_pg_url(pg_url: str) -> str:
+    upgrade_to_head(pg_url)
+    return pg_url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.flushdb()
+    client.close()
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+def settings(migrated_pg_url: str, redis_url: str, tmp_path: Path) -> Settings:
+    """Settings for one test: its own database, Redis database and folders."""
+    base = settings_from_env({})
+    return replace(
+        base,
+        database_url=migrated_pg_url,
+        redis_url=redis_url,
+        blob_dir=tmp_path / "blobs",
+        inbox_dir=tmp_path / "inbox",
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a subprocess these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
+    env.update(
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        BLOB_DIR=str(settings.blob_dir),
+        INBOX_DIR=str(settings.inbox_dir),
+        SECRET_KEY=settings.secret_key,
+        MAX_IMAGE_BYTES=str(settings.max_image_bytes),
+        PYTHONUNBUFFERED="1",
+    )
+    if settings.model_checkpoint:
+        env["MODEL_CHECKPOINT"] = str(settings.model_checkpoint)
+    return env
+
+
+class WorkerProcess:
+    """A real ``celery -A worker worker`` process, its log in a file."""
+
+    def __init__(self, settings: Settings, log_path: Path, extra_args: list[str] | None = None):
+        self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        argv = [
+            str(BIN / "celery"),
+            "-A",
+            "worker",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            self.name,
+            "--without-gossip",
+            "--without-mingle",
+            *(extra_args or ["--pool", "solo"]),
+        ]
+        self.process = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=settings_env(settings),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.output()}")
+            if " ready." in self.output():
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"worker not ready within {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator:
+    """Start real workers with given settings; all are stopped after the test."""
+    workers: list[WorkerProcess] = []
+
+    def start(settings: Settings, extra_args: list[str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"worker-{len(workers)}.log", extra_args)
+        workers.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def sample_images() -> list[Path]:
+    return sorted(SAMPLE.glob("*/*.png"))
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def csrf_token(client, path: str = "/login") -> str:
+    """The CSRF token of the first form on ``path`` (a Flask test client)."""
+    page = client.get(path).get_data(as_text=True)
+    match = re.search(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"', page)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def login(client, username: str, password: str):
+    return client.post(
+        "/login",
+        data={"csrf_token": csrf_token(client), "username": username, "password": password},
+    )

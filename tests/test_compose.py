@@ -1,0 +1,74 @@
+"""docker-compose.yml, validated by a real Compose implementation (no engine needed)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def compose_config() -> dict:
+    binary = shutil.which("docker-compose")
+    assert binary, "docker-compose is missing: `make test` installs it"
+    env = {**os.environ, "SECRET_KEY": "compose-test-secret"}
+    result = subprocess.run(
+        [binary, "-f", str(ROOT / "docker-compose.yml"), "config"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def test_services_and_volumes(compose_config):
+    services = compose_config["services"]
+    assert {"redis", "postgres", "migrate", "worker", "admin", "camera"} <= set(services)
+    assert {"redis-data", "pg-data", "blobs"} <= set(compose_config["volumes"])
+
+
+def test_redis_keeps_its_queue_across_restarts(compose_config):
+    command = compose_config["services"]["redis"]["command"]
+    assert "--appendonly" in command and command[command.index("--appendonly") + 1] == "yes"
+
+
+def test_start_order_waits_for_health_and_migrations(compose_config):
+    services = compose_config["services"]
+    for name in ("redis", "postgres", "admin"):
+        assert "healthcheck" in services[name], name
+    worker_deps = services["worker"]["depends_on"]
+    assert worker_deps["redis"]["condition"] == "service_healthy"
+    assert worker_deps["postgres"]["condition"] == "service_healthy"
+    assert worker_deps["migrate"]["condition"] == "service_completed_successfully"
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "alembic upgrade head" in " ".join(services["migrate"]["command"])
+    assert "gunicorn" in services["admin"]["command"]
+
+
+def test_worker_scales(compose_config):
+    # --scale needs no fixed container name and no published port on the worker.
+    worker = compose_config["services"]["worker"]
+    assert "container_name" not in worker and "ports" not in worker
+    assert worker["command"][:3] == ["celery", "-A", "worker"]
+
+
+def test_secret_key_is_required():
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    result = subprocess.run(
+        ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr

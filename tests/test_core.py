@@ -1,0 +1,149 @@
+"""Settings, image store, image checks, job messages and the verdict rule."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.blobs import BlobStore
+from core.images import ImageRejected, decode_image
+from core.jobs import InspectJob, JobInvalid, decode_b64_image, resolve_inbox_path
+from core.settings import SettingsError, settings_from_env
+from core.verdict import ReferenceSet, decide, decide_batch
+from tests.conftest import png_bytes, sample_images
+
+MB = 1024 * 1024
+
+
+def test_settings_defaults_need_no_variables():
+    settings = settings_from_env({})
+    assert settings.database_url == "sqlite:///var/inspection.db"
+    assert settings.redis_url == "redis://localhost:6379/0"
+    assert settings.blob_dir == Path("var/blobs")
+    assert settings.model_checkpoint is None
+    assert len(settings.secret_key) >= 32 and not settings.is_production
+
+
+def test_settings_fail_fast_with_a_clear_message():
+    with pytest.raises(SettingsError, match="SECRET_KEY is required"):
+        settings_from_env({"INSPECTION_ENV": "production"})
+    with pytest.raises(SettingsError, match="MAX_IMAGE_BYTES must be a whole number"):
+        settings_from_env({"MAX_IMAGE_BYTES": "lots"})
+    with pytest.raises(SettingsError, match="DATABASE_URL"):
+        settings_from_env({"DATABASE_URL": "inspection.db"})
+    production = settings_from_env({"INSPECTION_ENV": "production", "SECRET_KEY": "s" * 40})
+    assert production.cookie_secure
+
+
+def test_blob_store_is_content_addressed_and_atomic(tmp_path):
+    store = BlobStore(tmp_path)
+    key = store.put(b"steel")
+    assert key == store.put(b"steel")  # same bytes, same key, one file
+    assert store.get(key) == b"steel" and store.exists(key)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) == 1 and not files[0].name.startswith(".tmp")
+    with pytest.raises(ValueError):
+        store.path("../../etc/passwd")
+
+
+def test_decode_accepts_the_sample():
+    image = decode_image(sample_images()[0].read_bytes(), 8 * MB, 40_000_000)
+    assert image.size == (200, 200)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty"),
+        (b"GIF89a-but-not-really", "not an image"),
+        (b"hello, this is text", "not an image"),
+        (b"<html><body>login</body></html>", "not an image"),
+    ],
+)
+def test_decode_rejects_bad_input_with_a_reason(data, reason):
+    with pytest.raises(ImageRejected, match=reason):
+        decode_image(data, 8 * MB, 40_000_000)
+
+
+def test_decode_rejects_truncated_oversized_and_huge_images():
+    good = sample_images()[0].read_bytes()
+    with pytest.raises(ImageRejected, match="truncated"):
+        decode_image(good[: len(good) // 2], 8 * MB, 40_000_000)
+    with pytest.raises(ImageRejected, match="over the limit"):
+        decode_image(good, 100, 40_000_000)
+    huge = png_bytes(Image.new("L", (3000, 3000)))
+    with pytest.raises(ImageRejected, match="3000x3000 pixels"):
+        decode_image(huge, 8 * MB, 1_000_000)
+
+
+def test_job_message_round_trip_and_checks(tmp_path):
+    job = InspectJob.for_image_bytes(b"abc", "cam-1", meta={"coil": "A17"})
+    message = job.to_message()
+    again = InspectJob.from_message(message)
+    assert again.job_id == job.job_id and again.camera == "cam-1" and again.meta == {"coil": "A17"}
+    assert decode_b64_image(again.image_b64, 100) == b"abc"
+
+    broken = {**message, "job_id": "not-a-uuid"}
+    with pytest.raises(JobInvalid, match="job_id must be a UUID"):
+        InspectJob.from_message(broken)
+    with pytest.raises(JobInvalid, match="no camera"):
+        InspectJob.from_message({k: v for k, v in message.items() if k != "camera"})
+    with pytest.raises(JobInvalid, match="exactly one of"):
+        InspectJob.from_message({**message, "image_path": "a.png"})
+    with pytest.raises(JobInvalid, match="captured_at"):
+        InspectJob.from_message({**message, "captured_at": 12})
+    with pytest.raises(JobInvalid, match="not valid base64"):
+        decode_b64_image("@@@@", 100)
+    with pytest.raises(JobInvalid, match="more than 10 bytes"):
+        decode_b64_image(base64.b64encode(b"x" * 100).decode(), 10)
+
+
+def test_image_path_must_stay_inside_the_inbox(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.png").write_bytes(b"x")
+    (tmp_path / "secret.png").write_bytes(b"x")
+    assert resolve_inbox_path("a.png", inbox) == (inbox / "a.png").resolve()
+    with pytest.raises(JobInvalid, match="outside the inbox"):
+        resolve_inbox_path("../secret.png", inbox)
+    with pytest.raises(JobInvalid, match="outside the inbox"):
+        resolve_inbox_path(str(tmp_path / "secret.png"), inbox)
+    with pytest.raises(JobInvalid, match="does not exist"):
+        resolve_inbox_path("missing.png", inbox)
+
+
+def references(kinds: list[str]) -> ReferenceSet:
+    vectors = np.eye(len(kinds), 4, dtype=np.float32)
+    labels = [f"label{i}" for i in range(len(kinds))]
+    return ReferenceSet(list(range(1, len(kinds) + 1)), labels, kinds, vectors, "v1")
+
+
+def test_verdict_nearest_reference_within_threshold_decides():
+    refs = references(["defect", "ok"])
+    flagged = decide(np.array([0.1, 1.2]), refs, threshold=0.5)
+    assert (flagged.status, flagged.label, flagged.nearest_reference_id) == ("flagged", "label0", 1)
+    assert [d["reference_id"] for d in flagged.distances] == [1, 2]
+    passed = decide(np.array([1.2, 0.1]), refs, threshold=0.5)
+    assert (passed.status, passed.label) == ("passed", "label1")
+    unknown = decide(np.array([0.9, 0.8]), refs, threshold=0.5)
+    assert (unknown.status, unknown.label, unknown.dissimilarity) == ("flagged", "unknown", 0.8)
+
+
+def test_verdict_batch_matches_single_and_handles_no_references():
+    refs = references(["defect", "ok", "defect"])
+    embeddings = np.array([[1, 0, 0, 0], [0, 1, 0.1, 0], [5, 5, 5, 5]], dtype=np.float32)
+    verdicts = decide_batch(embeddings, refs, threshold=0.5)
+    assert [v.status for v in verdicts] == ["flagged", "passed", "flagged"]
+    assert verdicts[2].label == "unknown"
+    empty = decide_batch(embeddings, ReferenceSet.empty(4), threshold=0.5)
+    assert all(v.label == "unknown" and v.dissimilarity is None for v in empty)
+
+
+def test_job_ids_are_uuids():
+    job = InspectJob.for_image_bytes(b"abc", "cam")
+    assert uuid.UUID(job.job_id).version == 4

@@ -1,0 +1,219 @@
+"""The whole line on real parts: producer -> Redis -> celery worker -> PostgreSQL -> admin."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from admin import create_app
+from admin.auth import create_user
+from core.blobs import BlobStore
+from core.db import session_scope
+from core.jobs import QUEUE_NAME
+from core.queue import make_client
+from core.references import seed_from_folder
+from core.tables import Inspection
+from producer.client import InspectionClient
+from tests.conftest import ROOT, SAMPLE, login, sample_images, settings_env
+
+LINE_TIMEOUT_S = 180
+
+
+def seed_references(settings) -> None:
+    with session_scope(settings.database_url) as session:
+        added = seed_from_folder(session, BlobStore(settings.blob_dir), SAMPLE, "test")
+    assert len(added) == 6
+
+
+def count_rows(url: str, **where: str) -> int:
+    with session_scope(url) as session:
+        query = select(func.count(Inspection.id))
+        for column, value in where.items():
+            query = query.where(getattr(Inspection, column) == value)
+        return session.scalar(query) or 0
+
+
+def wait_for_rows(url: str, expected: int, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if count_rows(url) >= expected:
+            return time.monotonic() - start
+        time.sleep(0.5)
+    raise AssertionError(f"only {count_rows(url)} of {expected} rows after {timeout}s")
+
+
+def make_corrupt_files(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    good = sample_images()[0].read_bytes()
+    corrupt = {
+        "truncated.png": good[: len(good) // 3],
+        "not-an-image.png": b"this is a text file, not a picture\n" * 20,
+        "empty.png": b"",
+    }
+    for name, data in corrupt.items():
+        (folder / name).write_bytes(data)
+    return [folder / name for name in corrupt]
+
+
+def submit_with_cli(settings, files: list[Path]) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "producer", "submit", *map(str, files), "--camera", "line-test"],
+        cwd=ROOT,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    job_ids = [line.split("\t")[0] for line in result.stdout.splitlines()]
+    assert all(uuid.UUID(j) for j in job_ids)
+    return job_ids
+
+
+def test_fifty_images_through_the_line(settings, start_worker, tmp_path):
+    seed_references(settings)
+    start_worker(settings)
+    good = sample_images()[:47]
+    bad = make_corrupt_files(tmp_path / "bad")
+    job_ids = submit_with_cli(settings, good + bad)
+    assert len(job_ids) == 50 and len(set(job_ids)) == 50
+
+    elapsed = wait_for_rows(settings.database_url, 50, LINE_TIMEOUT_S)
+    print(f"50 jobs processed in {elapsed:.1f}s")
+    url = settings.database_url
+    assert count_rows(url) == 50
+    assert count_rows(url, status="rejected") == 3
+    assert count_rows(url, status="flagged") + count_rows(url, status="passed") == 47
+    with session_scope(url) as session:
+        rejected = session.scalars(select(Inspection).where(Inspection.status == "rejected")).all()
+        processed = session.scalars(select(Inspection).where(Inspection.status != "rejected")).all()
+        assert {r.job_id for r in rejected} == set(job_ids[47:])
+        errors = {r.meta["filename"]: r.error for r in rejected}
+        assert "truncated" in errors["truncated.png"]
+        assert "not an image" in errors["not-an-image.png"]
+        assert "empty" in errors["empty.png"]
+        for row in processed:
+            assert row.model_version and row.image_key and row.distances
+            assert len(row.distances) == 6
+            assert row.dissimilarity == pytest.approx(row.distances[0]["distance"], abs=1e-6)
+            assert BlobStore(settings.blob_dir).exists(row.image_key)
+
+    # The worker is still serving after the bad input: a good image still gets a row.
+    with InspectionClient(settings) as client:
+        after = client.submit_file(sample_images()[50], "line-test")
+    wait_for_rows(url, 51, 60)
+    assert count_rows(url, job_id=after) == 1
+
+    check_admin_shows_flagged_rows(settings)
+
+
+def check_admin_shows_flagged_rows(settings) -> None:
+    app = create_app(
+        {
+            "DATABASE_URL": settings.database_url,
+            "BLOB_DIR": str(settings.blob_dir),
+            "SECRET_KEY": "test",
+        }
+    )
+    with session_scope(settings.database_url) as session:
+        create_user(session, "sue", "correct horse battery", "supervisor")
+        newest = session.scalars(
+            select(Inspection)
+            .where(Inspection.status == "flagged")
+            .order_by(Inspection.processed_at.desc(), Inspection.id.desc())
+        ).first()
+    client = app.test_client()
+    for path in ("/", "/flagged", f"/inspections/{newest.id}", f"/images/{newest.image_key}"):
+        response = client.get(path)
+        assert response.status_code == 302, path
+        assert "/login" in response.headers["Location"], path
+
+    assert login(client, "sue", "correct horse battery").status_code == 302
+    page = client.get("/flagged").get_data(as_text=True)
+    assert page.count("data-inspection-id=") == 25  # a full first page
+    assert f'data-inspection-id="{newest.id}"' in page
+    assert "line-test" in page
+    detail = client.get(f"/inspections/{newest.id}").get_data(as_text=True)
+    assert newest.job_id in detail and "Nearest reference" in detail
+    thumb = client.get(f"/images/{newest.image_key}/thumb")
+    assert thumb.status_code == 200 and thumb.mimetype == "image/png"
+
+
+def test_same_job_id_twice_makes_one_row(settings, start_worker):
+    seed_references(settings)
+    worker = start_worker(settings)
+    job_id = str(uuid.uuid4())
+    data = sample_images()[0].read_bytes()
+    with InspectionClient(settings) as client:
+        client.submit_bytes(data, "dup-test", job_id=job_id)
+        client.submit_bytes(data, "dup-test", job_id=job_id)
+    queue = redis.Redis.from_url(settings.redis_url)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        both_done = worker.output().count(f"job {job_id} from dup-test") == 2
+        if both_done and queue.llen(QUEUE_NAME) == 0:
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError(f"the worker did not handle both messages:\n{worker.output()}")
+    assert count_rows(settings.database_url, job_id=job_id) == 1
+    assert count_rows(settings.database_url) == 1
+    assert "already had a row" in worker.output()
+
+
+def test_malformed_messages_become_rejected_rows(settings, start_worker, tmp_path):
+    """Any Celery client can send a job: every fault is a rejected row that says why."""
+    seed_references(settings)
+    start_worker(settings)
+    settings.inbox_dir.mkdir(parents=True)
+    inside = settings.inbox_dir / "cam" / "ok.png"
+    inside.parent.mkdir()
+    inside.write_bytes(sample_images()[3].read_bytes())
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(sample_images()[3].read_bytes())
+    now = "2026-11-29T10:00:00+00:00"
+    good_b64 = base64.b64encode(sample_images()[4].read_bytes()).decode()
+    cases = {
+        "no camera": {"captured_at": now, "image_b64": good_b64},
+        "camera is a number": {"camera": 7, "captured_at": now, "image_b64": good_b64},
+        "no image": {"camera": "c", "captured_at": now},
+        "bad base64": {"camera": "c", "captured_at": now, "image_b64": "%%%"},
+        "bad time": {"camera": "c", "captured_at": "yesterday", "image_b64": good_b64},
+        "outside inbox": {"camera": "c", "captured_at": now, "image_path": str(outside)},
+        "inside inbox": {"camera": "c", "captured_at": now, "image_path": "cam/ok.png"},
+    }
+    client = make_client(settings)
+    ids = {}
+    for name, kwargs in cases.items():
+        ids[name] = str(uuid.uuid4())
+        client.send_task(
+            "inspect", kwargs={"job_id": ids[name], **kwargs}, queue="inspect", task_id=ids[name]
+        )
+    positional_id = str(uuid.uuid4())
+    client.send_task("inspect", args=[1, 2], queue="inspect", task_id=positional_id)
+    wait_for_rows(settings.database_url, len(cases) + 1, 60)
+
+    with session_scope(settings.database_url) as session:
+        rows = {r.job_id: r for r in session.scalars(select(Inspection))}
+    expected_errors = {
+        "no camera": "no camera",
+        "camera is a number": "camera must be a non-empty string",
+        "no image": "exactly one of image_b64 or image_path",
+        "bad base64": "not valid base64",
+        "bad time": "captured_at must be an ISO 8601 timestamp",
+        "outside inbox": "outside the inbox folder",
+    }
+    for name, fragment in expected_errors.items():
+        row = rows[ids[name]]
+        assert row.status == "rejected" and fragment in row.error, (name, row.error)
+    assert rows[ids["inside inbox"]].status == "flagged"
+    assert rows[positional_id].status == "rejected"
+    assert "keyword arguments only" in rows[positional_id].error

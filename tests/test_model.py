@@ -1,0 +1,145 @@
+"""The model package: networks, loss, metrics, checkpoints, embedding, a tiny training run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from model import DEFAULT_CHECKPOINT, load_embedder
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.losses import contrastive_loss
+from model.metrics import accuracy_at, best_threshold, roc_auc
+from model.networks import Deshpande2020, build_network
+from model.train import TrainConfig, train
+from tests.conftest import SAMPLE
+
+
+def test_paper_network_matches_the_paper():
+    net = Deshpande2020()
+    convs = [m for m in net.cnn if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (1, 4, (3, 3), (1, 1)),
+        (4, 8, (3, 3), (1, 1)),
+        (8, 8, (3, 3), (1, 1)),
+    ]
+    linears = [m for m in net.fc if isinstance(m, torch.nn.Linear)]
+    assert [(layer.in_features, layer.out_features) for layer in linears] == [
+        (80000, 500),
+        (500, 500),
+        (500, 5),
+    ]
+    assert net.cnn(torch.zeros(1, 1, 100, 100)).shape == (1, 8, 100, 100)  # size kept
+    a, b = net(torch.zeros(2, 1, 100, 100), torch.ones(2, 1, 100, 100))
+    assert a.shape == b.shape == (2, 5)
+
+
+def test_compact_network_embeds_on_the_unit_sphere():
+    net = build_network("compact_texture").eval()
+    codes = net.forward_once(torch.randn(3, 1, 100, 100))
+    assert codes.shape == (3, 64)
+    assert torch.allclose(codes.norm(dim=1), torch.ones(3), atol=1e-5)
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_network("resnet9000")
+
+
+def test_contrastive_loss_pulls_same_and_pushes_different_to_the_margin():
+    d = torch.tensor([0.0, 1.0, 3.0, 1.0])
+    different = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    # same: d^2 -> 0, 1; different: max(0, 2-d)^2 -> 0 (beyond margin), 1
+    assert contrastive_loss(d, different, margin=2.0).item() == pytest.approx((0 + 1 + 0 + 1) / 4)
+
+
+def test_threshold_and_auc_on_known_distances():
+    distances = np.array([0.1, 0.2, 0.3, 0.8, 0.9, 1.0])
+    different = np.array([False, False, False, True, True, True])
+    threshold, accuracy = best_threshold(distances, different)
+    assert 0.3 < threshold < 0.8 and accuracy == 1.0
+    assert roc_auc(distances, different) == 1.0
+    assert roc_auc(np.ones(6), different) == 0.5  # a constant distance is chance
+    assert accuracy_at(distances, different, 0.0) == 0.5
+
+
+def test_checkpoint_round_trip_loads_with_weights_only(tmp_path):
+    net = build_network("compact_texture", embedding_dim=16).eval()
+    meta = {
+        "arch": "compact_texture",
+        "arch_kwargs": {"embedding_dim": 16},
+        "input_size": 100,
+        "embedding_dim": 16,
+        "threshold": 0.42,
+        "metrics": {"auc": np.float64(0.9)},
+    }
+    path = save_checkpoint(tmp_path / "c.pt", net, meta)
+    payload = torch.load(path, weights_only=True)  # plain types only, or this raises
+    assert payload["meta"]["threshold"] == 0.42
+    loaded, loaded_meta = load_checkpoint(path)
+    x = torch.randn(2, 1, 100, 100)
+    assert torch.equal(loaded.forward_once(x), net.forward_once(x))
+    assert json.dumps(loaded_meta)
+
+
+def test_default_checkpoint_is_small_and_trained_on_three_classes_only():
+    assert DEFAULT_CHECKPOINT.stat().st_size < 5 * 1024 * 1024
+    embedder = load_embedder(device="cpu")
+    assert sorted(embedder.meta["train_classes"]) == ["inclusion", "patches", "rolled-in_scale"]
+    assert embedder.threshold > 0 and embedder.version.startswith(embedder.arch)
+    assert "python -m model train" in embedder.meta["training"]["command"]
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.new("RGB", (200, 200), (120, 30, 200)),
+        Image.fromarray(np.full((64, 64), 40000, dtype=np.uint16)),  # 16-bit
+        Image.new("L", (1, 1), 7),  # tiny
+        Image.new("L", (640, 80), 200),  # non-square
+        Image.new("CMYK", (50, 50), (0, 50, 100, 0)),
+        Image.new("P", (30, 30), 3),
+        Image.new("RGBA", (40, 40), (0, 0, 0, 0)),
+    ],
+    ids=["rgb", "16-bit", "tiny", "non-square", "cmyk", "palette", "rgba"],
+)
+def test_embed_accepts_any_mode_and_size(image):
+    embedder = load_embedder(device="cpu")
+    codes = embedder.embed([image, Image.open(sorted(SAMPLE.glob("*/*.png"))[0])])
+    assert codes.shape == (2, embedder.embedding_dim) and codes.dtype == np.float32
+    assert np.isfinite(codes).all()
+
+
+def test_16_bit_is_scaled_not_clipped():
+    from model.preprocess import to_grayscale_array
+
+    mid = Image.fromarray(np.full((4, 4), 32768, dtype=np.uint16))
+    assert to_grayscale_array(mid)[0, 0] == 128
+
+
+def test_distance_is_euclidean_for_vectors_and_matrices():
+    embedder = load_embedder(device="cpu")
+    a, b = np.array([0.0, 3.0]), np.array([4.0, 0.0])
+    assert embedder.distance(a, b) == pytest.approx(5.0)
+    matrix = embedder.distance(np.stack([a, b]), np.stack([a, b, a]))
+    assert matrix.shape == (2, 3) and matrix[0, 1] == pytest.approx(5.0)
+
+
+def test_tiny_training_run_on_the_sample_lowers_the_loss(tmp_path):
+    config = TrainConfig(
+        data=SAMPLE,
+        train_classes=["inclusion", "patches", "rolled-in_scale"],
+        out=tmp_path / "run",
+        arch="compact_texture",
+        epochs=12,
+        batch_size=8,
+        lr=0.003,
+        margin=1.0,
+        seed=3,
+    )
+    result = train(config)
+    losses = [h["train_loss"] for h in result.history]
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 0
+    embedder = load_embedder(result.checkpoint, device="cpu")
+    assert embedder.meta["train_classes"] == config.train_classes

@@ -1,0 +1,32 @@
+"""The Celery app of the workers: JSON only, late acknowledgement, no results kept.
+
+Configuration is added lazily (``add_defaults`` with a callable), so importing
+this module reads no environment; ``celery -A worker worker`` reads it at start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from core.queue import celery_config
+from core.settings import get_settings
+
+
+def worker_config() -> dict[str, Any]:
+    config = celery_config(get_settings())
+    config.update(
+        # A job is acknowledged only after its row is committed; a worker that
+        # dies holding it (even by SIGKILL) leaves it to be redelivered.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=True,
+        worker_send_task_events=False,
+    )
+    return config
+
+
+app = Celery("worker", include=["worker.tasks"])
+app.add_defaults(worker_config)

@@ -1,0 +1,245 @@
+"""Inspecting jobs: check, decode, embed, compare, decide and persist, per batch.
+
+Everything here works on a list of messages so that one forward pass and one
+transaction serve many jobs; the Celery task feeds it what it has.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from core.blobs import BlobStore
+from core.db import session_scope
+from core.images import ImageRejected, decode_image
+from core.jobs import (
+    MAX_CAMERA_LENGTH,
+    InspectJob,
+    JobInvalid,
+    decode_b64_image,
+    resolve_inbox_path,
+)
+from core.references import ReferenceCache, register_model_version
+from core.results import insert_inspections
+from core.settings import Settings
+from core.tables import utcnow
+from core.verdict import decide_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerRuntime:
+    """What a worker process loads once: settings, model, image store, references."""
+
+    settings: Settings
+    embedder: Any  # model.Embedder
+    store: BlobStore
+    references: ReferenceCache
+
+    @classmethod
+    def load(cls, settings: Settings) -> WorkerRuntime:
+        from model import load_embedder
+
+        embedder = load_embedder(
+            settings.model_checkpoint,
+            device=settings.model_device,
+            threshold=settings.match_threshold,
+        )
+        store = BlobStore(settings.blob_dir)
+        with session_scope(settings.database_url) as session:
+            register_model_version(session, embedder)
+        log.info(
+            "loaded model %s on %s (threshold %.4f)",
+            embedder.version,
+            embedder.device,
+            embedder.threshold,
+        )
+        return cls(settings, embedder, store, ReferenceCache(embedder, store))
+
+
+@dataclass
+class PendingJob:
+    """One message on its way to a row."""
+
+    message: dict[str, Any]
+    task_id: str | None
+    received_at: datetime = field(default_factory=utcnow)
+    job: InspectJob | None = None
+    image: Image.Image | None = None
+    image_key: str | None = None
+    error: str | None = None
+
+    def fallback_job_id(self) -> str:
+        """The job's id when the message has no valid one: the Celery task id."""
+        raw = self.message.get("job_id")
+        if isinstance(raw, str):
+            try:
+                return str(uuid.UUID(raw))
+            except ValueError:
+                pass
+        return self.task_id or str(uuid.uuid4())
+
+
+def _printable_camera(value: Any) -> str:
+    text = value if isinstance(value, str) else "unknown"
+    text = "".join(ch if ch.isprintable() else "?" for ch in text).strip() or "unknown"
+    return text[:MAX_CAMERA_LENGTH]
+
+
+def read_image_bytes(job: InspectJob, settings: Settings) -> bytes:
+    if job.image_b64 is not None:
+        return decode_b64_image(job.image_b64, settings.max_image_bytes)
+    path = resolve_inbox_path(job.image_path or "", settings.inbox_dir)
+    size = path.stat().st_size
+    if size > settings.max_image_bytes:
+        raise ImageRejected(
+            f"the image file is {size:,} bytes, over the limit of "
+            f"{settings.max_image_bytes:,}; send a smaller image"
+        )
+    return path.read_bytes()
+
+
+def prepare(pending: PendingJob, runtime: WorkerRuntime) -> None:
+    """Check the message and decode its image; on any fault record why, never raise."""
+    settings = runtime.settings
+    if pending.error:  # refused before it got here
+        return
+    try:
+        pending.job = InspectJob.from_message(pending.message)
+        data = read_image_bytes(pending.job, settings)
+    except (JobInvalid, ImageRejected) as exc:
+        pending.error = str(exc)
+        return
+    except OSError as exc:
+        pending.error = f"the image file could not be read ({exc.strerror or exc})"
+        return
+    try:
+        pending.image = decode_image(data, settings.max_image_bytes, settings.max_image_pixels)
+    except ImageRejected as exc:
+        pending.error = str(exc)
+    # Keep what was sent, even a bad image, so a supervisor can look at it.
+    pending.image_key = runtime.store.put(data)
+
+
+def rejected_row(pending: PendingJob, processed_at: datetime) -> dict[str, Any]:
+    job, message = pending.job, pending.message
+    meta = message.get("meta") if isinstance(message.get("meta"), dict) else None
+    return base_row(
+        job_id=job.job_id if job else pending.fallback_job_id(),
+        camera=job.camera if job else _printable_camera(message.get("camera")),
+        status="rejected",
+        error=pending.error,
+        image_key=pending.image_key,
+        meta=job.meta if job else meta,
+        captured_at=job.captured_at if job else None,
+        submitted_at=job.submitted_at if job else None,
+        received_at=pending.received_at,
+        processed_at=processed_at,
+    )
+
+
+def base_row(**values: Any) -> dict[str, Any]:
+    """A complete row: every column present, so one executemany serves a batch."""
+    row: dict[str, Any] = {
+        "job_id": None,
+        "camera": None,
+        "status": None,
+        "label": None,
+        "dissimilarity": None,
+        "nearest_reference_id": None,
+        "distances": None,
+        "threshold": None,
+        "model_version": None,
+        "image_key": None,
+        "image_width": None,
+        "image_height": None,
+        "error": None,
+        "meta": None,
+        "captured_at": None,
+        "submitted_at": None,
+        "received_at": None,
+        "processed_at": None,
+        "review_state": "pending",
+    }
+    row.update(values)
+    return row
+
+
+def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[str, Any]]:
+    """Inspect a batch of jobs and commit one row per job in one transaction."""
+    for pending in batch:
+        prepare(pending, runtime)
+    good = [p for p in batch if p.image is not None]
+    embeddings = (
+        runtime.embedder.embed([p.image for p in good])
+        if good
+        else np.empty((0, 0), dtype=np.float32)
+    )
+    with session_scope(runtime.settings.database_url) as session:
+        references = runtime.references.get(session)
+        threshold = runtime.embedder.threshold
+        verdicts = decide_batch(embeddings, references, threshold) if good else []
+        processed_at = datetime.now(UTC)
+        rows = [rejected_row(p, processed_at) for p in batch if p.image is None]
+        for pending, verdict in zip(good, verdicts, strict=True):
+            job = pending.job
+            assert job is not None and pending.image is not None
+            rows.append(
+                base_row(
+                    job_id=job.job_id,
+                    camera=job.camera,
+                    status=verdict.status,
+                    label=verdict.label,
+                    dissimilarity=verdict.dissimilarity,
+                    nearest_reference_id=verdict.nearest_reference_id,
+                    distances=verdict.distances,
+                    threshold=verdict.threshold,
+                    model_version=runtime.embedder.version,
+                    image_key=pending.image_key,
+                    image_width=pending.image.width,
+                    image_height=pending.image.height,
+                    meta=job.meta,
+                    captured_at=job.captured_at,
+                    submitted_at=job.submitted_at,
+                    received_at=pending.received_at,
+                    processed_at=processed_at,
+                )
+            )
+        inserted = insert_inspections(session, rows)
+    for row in rows:
+        log.info(
+            "job %s from %s: %s %s%s",
+            row["job_id"],
+            row["camera"],
+            row["status"],
+            row["label"] or "",
+            f" ({row['error']})" if row["error"] else "",
+        )
+    for row in rows:
+        if row["job_id"] not in inserted:
+            log.info("job %s already had a row (redelivered); kept the first", row["job_id"])
+    return rows
+
+
+def record_failures(settings: Settings, batch: list[PendingJob], exc: Exception) -> None:
+    """Record jobs that failed for a reason of ours, not of their input, as rejected.
+
+    Needs only the database, not the model, so it works when the model does not.
+    """
+    processed_at = utcnow()
+    rows = []
+    for pending in batch:
+        pending.error = (
+            f"internal error while inspecting ({type(exc).__name__}: {exc}); the image was "
+            "not judged. Resubmit it; if this repeats, tell the operators"
+        )
+        rows.append(rejected_row(pending, processed_at))
+    with session_scope(settings.database_url) as session:
+        insert_inspections(session, rows)
