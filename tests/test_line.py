@@ -189,6 +189,11 @@ def test_malformed_messages_become_rejected_rows(settings, start_worker, tmp_pat
         "bad time": {"camera": "c", "captured_at": "yesterday", "image_b64": good_b64},
         "outside inbox": {"camera": "c", "captured_at": now, "image_path": str(outside)},
         "inside inbox": {"camera": "c", "captured_at": now, "image_path": "cam/ok.png"},
+        "oversized": {
+            "camera": "c",
+            "captured_at": now,
+            "image_b64": base64.b64encode(b"\0" * (settings.max_image_bytes + 1)).decode(),
+        },
     }
     client = make_client(settings)
     ids = {}
@@ -210,6 +215,7 @@ def test_malformed_messages_become_rejected_rows(settings, start_worker, tmp_pat
         "bad base64": "not valid base64",
         "bad time": "captured_at must be an ISO 8601 timestamp",
         "outside inbox": "outside the inbox folder",
+        "oversized": "send a smaller image",
     }
     for name, fragment in expected_errors.items():
         row = rows[ids[name]]
