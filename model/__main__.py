@@ -30,11 +30,34 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         help=f"comma-separated classes to train on (default {NEU_TRAIN_CLASSES})",
     )
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), default="deshpande2020")
+    p.add_argument(
+        "--objective",
+        choices=["pairs", "views", "classify"],
+        default="pairs",
+        help="pairs: the paper's contrastive pairs; views: two augmented views per "
+        "image, instance + class contrast; classify: cross-entropy (baseline CNN)",
+    )
     p.add_argument("--embedding-dim", type=int, default=None)
     p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="pairs or images per batch")
     p.add_argument("--lr", type=float, default=0.0005)
-    p.add_argument("--margin", type=float, default=2.0, help="contrastive margin")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="> 0 uses AdamW")
+    p.add_argument("--schedule", choices=["constant", "onecycle"], default="constant")
+    p.add_argument("--margin", type=float, default=2.0, help="pairs: contrastive margin")
+    p.add_argument("--per-class", type=int, default=32, help="views: images per class per batch")
+    p.add_argument("--temperature", type=float, default=0.1, help="views: softmax temperature")
+    p.add_argument(
+        "--class-weight",
+        type=float,
+        default=1.0,
+        help="views: weight of the supervised (same class) term",
+    )
+    p.add_argument(
+        "--min-crop",
+        type=float,
+        default=0.35,
+        help="views: smallest random crop, as a fraction of the image area",
+    )
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -66,11 +89,18 @@ def run_train(args: argparse.Namespace) -> int:
         train_classes=args.train_classes,
         out=out,
         arch=args.arch,
+        objective=args.objective,
         embedding_dim=args.embedding_dim,
         epochs=1 if args.dry_run else args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
         margin=args.margin,
+        per_class=args.per_class,
+        temperature=args.temperature,
+        class_weight=args.class_weight,
+        min_crop=args.min_crop,
         val_fraction=args.val_fraction,
         seed=args.seed,
         keep=args.keep,
@@ -89,14 +119,147 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="N-way one-shot episodes and pair verification, with 95%% intervals"
+    )
+    p.add_argument("--data", type=Path, required=True, help="folder of class sub-folders")
+    p.add_argument(
+        "--classes",
+        type=parse_classes,
+        required=True,
+        help="comma-separated classes to evaluate on (N-way)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH",
+        help="a Siamese checkpoint; repeat for several",
+    )
+    p.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        choices=["pixels", "lbp"],
+        help="a training-free baseline: raw pixels or multi-scale LBP; repeatable",
+    )
+    p.add_argument(
+        "--classifier",
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH",
+        help="a supervised CNN checkpoint (--objective classify): its held-out "
+        "accuracy is reported beside, marked as not one-shot",
+    )
+    p.add_argument("--episodes", type=int, default=1000)
+    p.add_argument("--queries", type=int, default=5, help="queries per class per episode")
+    p.add_argument("--pairs", type=int, default=900)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--out", type=Path, default=None, help="write results.json, results.md (and figures) here"
+    )
+    p.add_argument(
+        "--figures",
+        action="store_true",
+        help="also save distance histograms and confusion matrices (PNG)",
+    )
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from model.report import run_evaluation, write_report
+
+    if not (args.checkpoint or args.baseline or args.classifier):
+        raise ValueError("give at least one --checkpoint, --baseline or --classifier")
+    results, supervised = run_evaluation(
+        args.data,
+        args.classes,
+        args.checkpoint,
+        args.baseline,
+        args.classifier,
+        args.episodes,
+        args.queries,
+        args.pairs,
+        args.seed,
+        args.device,
+    )
+    protocol = {
+        "episodes": args.episodes,
+        "queries_per_class": args.queries,
+        "pairs": args.pairs,
+        "seed": args.seed,
+        "command": "python -m model " + shlex.join(sys.argv[1:]),
+    }
+    if args.out:
+        table = write_report(
+            args.out, args.data, args.classes, results, supervised, protocol, args.figures
+        )
+        print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")
+    else:
+        from model.report import markdown_table
+
+        table = markdown_table(args.classes, results, supervised)
+    print(table)
+    return 0
+
+
+def add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("compare", help="dissimilarity of two images (the original tool)")
+    p.add_argument("first", type=Path)
+    p.add_argument("second", type=Path)
+    p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
+    p.add_argument(
+        "--references",
+        type=Path,
+        default=None,
+        help="folder of class sub-folders of reference images: also print each "
+        "image's nearest reference",
+    )
+    p.add_argument("--device", default="cpu")
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from model.compare import ReferenceLibrary, compare_images
+    from model.embedder import load_embedder
+
+    embedder = load_embedder(args.checkpoint, device=args.device)
+    images = []
+    for path in (args.first, args.second):
+        try:
+            with Image.open(path) as image:
+                image.load()
+                images.append(image.copy())
+        except OSError as exc:
+            raise ValueError(f"{path}: not a readable image ({exc})") from None
+    library = ReferenceLibrary.from_folder(args.references, embedder) if args.references else None
+    result = compare_images(embedder, images[0], images[1], library)
+    verdict = "same class" if result.same_class else "different classes"
+    print(f"model:         {embedder.version}")
+    print(f"dissimilarity: {result.dissimilarity:.4f}")
+    print(f"threshold:     {result.threshold:.4f} -> {verdict}")
+    for path, nearest in zip((args.first, args.second), result.nearest, strict=True):
+        if nearest is not None:
+            print(
+                f"{path}: nearest reference {nearest.label} ({nearest.name}, "
+                f"distance {nearest.distance:.4f})"
+            )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_train_parser(subparsers)
+    add_evaluate_parser(subparsers)
+    add_compare_parser(subparsers)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return {"train": run_train}[args.command](args)
+        commands = {"train": run_train, "evaluate": run_evaluate, "compare": run_compare}
+        return commands[args.command](args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

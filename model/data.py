@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,9 +18,15 @@ IMAGE_SUFFIXES = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff"}
 
 
 def list_class_images(
-    root: str | Path, classes: Iterable[str] | None = None
+    root: str | Path, classes: Iterable[str] | None = None, dedupe: bool = True
 ) -> dict[str, list[Path]]:
-    """Map each class (sub-folder name) to its sorted image files."""
+    """Map each class (sub-folder name) to its sorted image files.
+
+    With ``dedupe`` (the default), byte-identical files count as one: the first
+    in sorted order is kept. NEU-CLS has one such pair (patches Pa_101 and
+    Pa_105); keeping both would let the same image sit on both sides of a split,
+    or be an episode's support and its own query.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder not found: {root}")
@@ -31,8 +38,17 @@ def list_class_images(
             f"classes {', '.join(unknown)} not found in {root}; it has: {', '.join(available)}"
         )
     result = {}
+    seen: set[str] = set()
     for name in wanted:
         files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if dedupe:
+            unique = []
+            for path in files:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                if digest not in seen:
+                    seen.add(digest)
+                    unique.append(path)
+            files = unique
         if len(files) < 2:
             raise ValueError(f"class {name!r} in {root} needs at least 2 images, has {len(files)}")
         result[name] = files

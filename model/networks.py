@@ -30,6 +30,21 @@ class SiameseNetwork(nn.Module):
         return self.forward_once(a), self.forward_once(b)
 
 
+def paper_trunk() -> nn.Sequential:
+    """The paper's convolutional trunk: three padded 3x3 convolutions keeping 100x100."""
+    return nn.Sequential(
+        nn.ZeroPad2d(1),
+        nn.Conv2d(1, 4, kernel_size=3),
+        nn.ReLU(inplace=True),
+        nn.ZeroPad2d(1),
+        nn.Conv2d(4, 8, kernel_size=3),
+        nn.ReLU(inplace=True),
+        nn.ZeroPad2d(1),
+        nn.Conv2d(8, 8, kernel_size=3),
+        nn.ReLU(inplace=True),
+    )
+
+
 class Deshpande2020(SiameseNetwork):
     """The network of Deshpande, Minai & Kumar (2020), as in the authors' code.
 
@@ -44,17 +59,7 @@ class Deshpande2020(SiameseNetwork):
     def __init__(self, embedding_dim: int = 5) -> None:
         super().__init__()
         self.embedding_dim = embedding_dim
-        self.cnn = nn.Sequential(
-            nn.ZeroPad2d(1),
-            nn.Conv2d(1, 4, kernel_size=3),
-            nn.ReLU(inplace=True),
-            nn.ZeroPad2d(1),
-            nn.Conv2d(4, 8, kernel_size=3),
-            nn.ReLU(inplace=True),
-            nn.ZeroPad2d(1),
-            nn.Conv2d(8, 8, kernel_size=3),
-            nn.ReLU(inplace=True),
-        )
+        self.cnn = paper_trunk()
         self.fc = nn.Sequential(
             nn.Linear(8 * 100 * 100, 500),
             nn.ReLU(inplace=True),
@@ -65,6 +70,36 @@ class Deshpande2020(SiameseNetwork):
 
     def forward_once(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.cnn(x).flatten(1))
+
+
+class Deshpande2020Classifier(SiameseNetwork):
+    """The paper's conventional CNN baseline: the same trunk and 80000 -> 500 -> 500
+    layers, with an n-way softmax head, trained fully supervised.
+
+    ``forward_once`` returns the 500-d features under the head, so the embedder
+    interface still applies; ``logits`` gives the class scores.
+    """
+
+    input_size = 100
+
+    def __init__(self, n_classes: int = 6) -> None:
+        super().__init__()
+        self.embedding_dim = 500
+        self.n_classes = n_classes
+        self.cnn = paper_trunk()
+        self.fc = nn.Sequential(
+            nn.Linear(8 * 100 * 100, 500),
+            nn.ReLU(inplace=True),
+            nn.Linear(500, 500),
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Linear(500, n_classes)
+
+    def forward_once(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.cnn(x).flatten(1))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.forward_once(x))
 
 
 def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -115,9 +150,62 @@ class CompactTexture(SiameseNetwork):
         return F.normalize(self.head(pooled), dim=1)
 
 
+def mean_std_pool(fmap: torch.Tensor) -> torch.Tensor:
+    """Per-channel mean and standard deviation over the image: (N, C, H, W) -> (N, 2C)."""
+    flat = fmap.flatten(2)
+    return torch.cat([flat.mean(dim=2), flat.std(dim=2)], dim=1)
+
+
+class TextureNet(SiameseNetwork):
+    """A texture embedding for one-shot matching of unseen defect classes.
+
+    * Each image is standardised (zero mean, unit variance) before the first
+      layer: NEU images of one class range from dark to bright, and the class
+      lies in the texture, not in the exposure.
+    * Statistics are pooled at three depths (mean and spread of every feature
+      map at 25x25, 12x12 and 12x12 after two more layers), like a multi-scale
+      texture descriptor: fine structure (crazing, pits) shows early, coarse
+      structure (scratches, patches) late.
+    * The embedding is L2-normalised, for the cosine-style contrastive losses
+      it is trained with; Euclidean distances then lie in [0, 2].
+    """
+
+    input_size = 100
+    normalized = True
+
+    def __init__(self, embedding_dim: int = 128, width: int = 32) -> None:
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        w = width
+        self.stem = nn.Sequential(_conv_bn(1, w // 2, stride=2), _conv_bn(w // 2, w))  # 50x50
+        self.stage1 = nn.Sequential(nn.MaxPool2d(2), _conv_bn(w, w))  # 25x25
+        self.stage2 = nn.Sequential(nn.MaxPool2d(2), _conv_bn(w, 2 * w))  # 12x12
+        self.stage3 = nn.Sequential(_conv_bn(2 * w, 4 * w), _conv_bn(4 * w, 4 * w))  # 12x12
+        pooled = 2 * (w + 2 * w + 4 * w)
+        self.head = nn.Sequential(
+            nn.Linear(pooled, 4 * w),
+            nn.BatchNorm1d(4 * w),
+            nn.ReLU(inplace=True),
+            nn.Linear(4 * w, embedding_dim),
+        )
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1)
+        x = (x - flat.mean(1).view(-1, 1, 1, 1)) / (flat.std(1).view(-1, 1, 1, 1) + 1e-5)
+        s1 = self.stage1(self.stem(x))
+        s2 = self.stage2(s1)
+        s3 = self.stage3(s2)
+        return torch.cat([mean_std_pool(s1), mean_std_pool(s2), mean_std_pool(s3)], dim=1)
+
+    def forward_once(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.head(self.features(x)), dim=1)
+
+
 ARCHITECTURES: dict[str, Callable[..., SiameseNetwork]] = {
     "deshpande2020": Deshpande2020,
+    "deshpande2020_cnn": Deshpande2020Classifier,
     "compact_texture": CompactTexture,
+    "texture_net": TextureNet,
 }
 
 

@@ -7,6 +7,7 @@ import logging
 import platform
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,16 @@ from tqdm import tqdm
 from model.checkpoint import save_checkpoint
 from model.data import ClassTensors, PairDataset, list_class_images, split_per_class
 from model.embedder import resolve_device
-from model.losses import contrastive_loss, pair_distance
+from model.losses import pair_distance
 from model.metrics import accuracy_at, best_threshold, roc_auc
 from model.networks import SiameseNetwork, build_network
+from model.objectives import (
+    Batch,
+    ClassifyObjective,
+    Objective,
+    PairObjective,
+    ViewObjective,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +43,18 @@ class TrainConfig:
     train_classes: list[str]
     out: Path
     arch: str = "deshpande2020"
+    objective: str = "pairs"  # "pairs" (the paper's), "views" or "classify"
     embedding_dim: int | None = None  # None: the architecture's own default
     epochs: int = 100
-    batch_size: int = 32
+    batch_size: int = 32  # pairs per batch (pairs), images per batch (classify)
     lr: float = 0.0005
-    margin: float = 2.0
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # "constant" or "onecycle" (warm-up, then cosine decay)
+    margin: float = 2.0  # pairs: contrastive margin
+    per_class: int = 32  # views: images per class in a batch (two views each)
+    temperature: float = 0.1  # views
+    class_weight: float = 1.0  # views: weight of the supervised term
+    min_crop: float = 0.35  # views: smallest crop, as a fraction of the image area
     val_fraction: float = 0.2
     seed: int = 0
     keep: str = "last"  # "last" epoch, or the epoch with the "best" validation loss
@@ -63,29 +78,86 @@ def seed_everything(seed: int) -> None:
 
 def run_epoch(
     network: SiameseNetwork,
-    loader: DataLoader,
-    margin: float,
-    device: torch.device,
+    batches: Iterator[Batch],
+    objective: Objective,
     optimizer: torch.optim.Optimizer | None,
-    max_batches: int | None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    max_batches: int | None = None,
 ) -> float:
-    """One pass over ``loader``; trains when an optimizer is given. Returns mean loss."""
+    """One pass over ``batches``; trains when an optimizer is given. Returns mean loss."""
     network.train(optimizer is not None)
     total, count = 0.0, 0
     with torch.set_grad_enabled(optimizer is not None):
-        for i, (a, b, different) in enumerate(loader):
+        for i, batch in enumerate(batches):
             if max_batches is not None and i >= max_batches:
                 break
-            a, b, different = a.to(device), b.to(device), different.to(device)
-            code_a, code_b = network(a, b)
-            loss = contrastive_loss(pair_distance(code_a, code_b), different, margin)
+            loss = objective.loss(network, batch)
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            total += loss.item() * len(a)
-            count += len(a)
+                if scheduler is not None:
+                    scheduler.step()
+            size = len(batch[0])
+            total += loss.item() * size
+            count += size
     return total / max(count, 1)
+
+
+def build_objective(
+    config: TrainConfig,
+    train_files: dict[str, list[Path]],
+    val_files: dict[str, list[Path]],
+    size: int,
+    device: torch.device,
+) -> Objective:
+    if config.objective == "views":
+        return ViewObjective(
+            train_files,
+            val_files,
+            size,
+            config.per_class,
+            config.temperature,
+            config.class_weight,
+            config.min_crop,
+            config.seed,
+            device,
+        )
+    train_data = ClassTensors.from_files(train_files, size)
+    val_data = ClassTensors.from_files(val_files, size)
+    if config.objective == "pairs":
+        return PairObjective(
+            train_data,
+            val_data,
+            config.batch_size,
+            config.margin,
+            config.seed,
+            device,
+            VALIDATION_PAIRS,
+        )
+    if config.objective == "classify":
+        return ClassifyObjective(train_data, val_data, config.batch_size, config.seed, device)
+    raise ValueError(f"unknown objective {config.objective!r}; use pairs, views or classify")
+
+
+def build_optimizer(
+    network: SiameseNetwork, config: TrainConfig, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    """Adam as in the paper; AdamW when weight decay is asked for; optional one-cycle."""
+    if config.weight_decay:
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(
+            network.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+    else:
+        optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
+    if config.schedule == "constant":
+        return optimizer, None
+    if config.schedule == "onecycle":
+        total = max(1, config.epochs * steps_per_epoch)
+        return optimizer, torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, total_steps=total, pct_start=0.1
+        )
+    raise ValueError(f"unknown schedule {config.schedule!r}; use constant or onecycle")
 
 
 @torch.inference_mode()
@@ -101,7 +173,16 @@ def pair_distances(
     return np.concatenate(distances), np.concatenate(labels).astype(bool)
 
 
-def save_loss_curve(history: list[dict[str, float]], path: Path, title: str) -> None:
+LOSS_NAMES = {
+    "pairs": "contrastive loss",
+    "views": "instance + class contrastive loss",
+    "classify": "cross-entropy",
+}
+
+
+def save_loss_curve(
+    history: list[dict[str, float]], path: Path, title: str, loss_name: str
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,7 +193,7 @@ def save_loss_curve(history: list[dict[str, float]], path: Path, title: str) -> 
     ax.plot(epochs, [h["train_loss"] for h in history], label="train")
     ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("contrastive loss")
+    ax.set_ylabel(loss_name)
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
@@ -124,21 +205,25 @@ def train(config: TrainConfig) -> TrainResult:
     """Train, validate every epoch, calibrate the match threshold, save everything."""
     seed_everything(config.seed)
     device = resolve_device(config.device)
-    kwargs = {} if config.embedding_dim is None else {"embedding_dim": config.embedding_dim}
+    kwargs: dict[str, int] = {}
+    if config.embedding_dim is not None:
+        kwargs["embedding_dim"] = config.embedding_dim
+    if config.objective == "classify":
+        kwargs["n_classes"] = len(config.train_classes)
     network = build_network(config.arch, **kwargs).to(device)
     size = network.input_size
 
     files = list_class_images(config.data, config.train_classes)
     train_files, val_files = split_per_class(files, config.val_fraction, config.seed)
-    train_data = ClassTensors.from_files(train_files, size)
+    objective = build_objective(config, train_files, val_files, size, device)
+    steps_per_epoch = objective.steps_per_epoch()
+    if config.max_batches is not None:
+        steps_per_epoch = min(steps_per_epoch, config.max_batches)
+    optimizer, scheduler = build_optimizer(network, config, steps_per_epoch)
     val_data = ClassTensors.from_files(val_files, size)
-    train_pairs = PairDataset(train_data, seed=config.seed)
     val_pairs = PairDataset(
         val_data, seed=config.seed + 1, augment=False, fixed=True, length=VALIDATION_PAIRS
     )
-    train_loader = DataLoader(train_pairs, batch_size=config.batch_size)
-    val_loader = DataLoader(val_pairs, batch_size=128)
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
 
     config.out.mkdir(parents=True, exist_ok=True)
     history: list[dict[str, float]] = []
@@ -147,9 +232,9 @@ def train(config: TrainConfig) -> TrainResult:
     bar = tqdm(range(1, config.epochs + 1), desc=f"train {config.arch}", unit="epoch")
     for epoch in bar:
         train_loss = run_epoch(
-            network, train_loader, config.margin, device, optimizer, config.max_batches
+            network, objective.train_batches(), objective, optimizer, scheduler, config.max_batches
         )
-        val_loss = run_epoch(network, val_loader, config.margin, device, None, None)
+        val_loss = run_epoch(network, objective.val_batches(), objective, None)
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
         bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
         if config.keep == "best" and val_loss < best_val:
@@ -170,8 +255,8 @@ def train(config: TrainConfig) -> TrainResult:
         "train_classes": list(config.train_classes),
         "data": {
             "folder": Path(config.data).name,
-            "train_images": len(train_data),
-            "val_images": len(val_data),
+            "train_images": sum(map(len, train_files.values())),
+            "val_images": sum(map(len, val_files.values())),
         },
         "training": {
             **{k: v for k, v in asdict(config).items() if k not in ("data", "out", "command")},
@@ -187,13 +272,19 @@ def train(config: TrainConfig) -> TrainResult:
             "val_roc_auc": roc_auc(distances, different),
             "final_train_loss": history[-1]["train_loss"] if history else None,
             "final_val_loss": history[-1]["val_loss"] if history else None,
+            **objective.metrics(network),
         },
     }
     checkpoint = save_checkpoint(config.out / "checkpoint.pt", network, meta)
     (config.out / "history.json").write_text(json.dumps(history, indent=1))
     (config.out / "meta.json").write_text(json.dumps(meta, indent=1))
     if history:
-        save_loss_curve(history, config.out / "loss.png", f"{config.arch}, lr {config.lr}")
+        save_loss_curve(
+            history,
+            config.out / "loss.png",
+            f"{config.arch} ({config.objective}), lr {config.lr:g}",
+            LOSS_NAMES[config.objective],
+        )
     log.info(
         "saved %s (threshold %.4f, val AUC %.3f)",
         checkpoint,

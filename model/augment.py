@@ -1,0 +1,53 @@
+"""Augmentation that matches how NEU images vary, applied to whole batches.
+
+NEU images of one class differ in exposure and contrast, in the scale and
+position of the defect, in orientation, and in sensor noise. Views are made
+from the 200x200 originals: a random square crop (a part of the surface at a
+larger scale), resized to the network's input, in any of the 8 orientations,
+with random gamma, contrast and brightness and a little Gaussian noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+
+@dataclass
+class ViewAugmenter:
+    size: int = 100
+    min_crop: float = 0.35  # smallest crop area as a fraction of the image area
+    gamma: tuple[float, float] = (0.6, 1.6)
+    contrast: tuple[float, float] = (0.6, 1.4)
+    brightness: float = 0.15
+    noise: float = 0.04
+
+    def view(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One random view of a (1, H, W) uint8 image as a float (1, S, S) tensor in [-1, 1]."""
+
+        def uniform(low: float, high: float) -> float:
+            return low + (high - low) * float(torch.rand((), generator=generator))
+
+        _, height, width = image.shape
+        side = round(min(height, width) * uniform(self.min_crop, 1.0) ** 0.5)
+        side = max(8, min(side, height, width))
+        top = int(torch.randint(0, height - side + 1, (), generator=generator))
+        left = int(torch.randint(0, width - side + 1, (), generator=generator))
+        crop = image[:, top : top + side, left : left + side].float().unsqueeze(0) / 255.0
+        x = F.interpolate(
+            crop, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
+        )[0]
+        x = torch.rot90(x, k=int(torch.randint(0, 4, (), generator=generator)), dims=(1, 2))
+        if float(torch.rand((), generator=generator)) < 0.5:
+            x = torch.flip(x, dims=(2,))
+        x = x.clamp(0, 1) ** uniform(*self.gamma)
+        mean = x.mean()
+        x = (x - mean) * uniform(*self.contrast) + mean + uniform(-self.brightness, self.brightness)
+        x = x + torch.randn(x.shape, generator=generator) * uniform(0.0, self.noise)
+        return x.clamp(0, 1) * 2.0 - 1.0
+
+    def views(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One view of each image in an (N, 1, H, W) uint8 batch: (N, 1, S, S)."""
+        return torch.stack([self.view(image, generator) for image in images])

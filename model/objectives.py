@@ -1,0 +1,205 @@
+"""Training objectives: what a batch is and what its loss is.
+
+* ``pairs``: the paper's objective. Random pairs, same class with p = 0.5, 90-degree
+  rotations and flips, contrastive loss with a margin.
+* ``views``: two augmented views of every image in a class-balanced batch;
+  instance discrimination plus supervised contrast (``model.losses``).
+* ``classify``: cross-entropy over the classes, for the conventional CNN baseline.
+
+The training loop (``model.train``) is the same for all three.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+
+from model.augment import ViewAugmenter
+from model.data import ClassTensors, PairDataset, augment_dihedral
+from model.losses import contrastive_loss, instance_and_class_loss, pair_distance
+from model.networks import SiameseNetwork
+
+Batch = tuple[torch.Tensor, ...]
+
+
+def load_uint8(files: list[Path]) -> torch.Tensor:
+    """Original images as an (N, 1, H, W) uint8 tensor (all the same size)."""
+    arrays = []
+    for path in files:
+        with Image.open(path) as image:
+            arrays.append(np.array(image.convert("L"), dtype=np.uint8))
+    return torch.from_numpy(np.stack(arrays)).unsqueeze(1)
+
+
+class Objective:
+    name = ""
+
+    def train_batches(self) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    def steps_per_epoch(self) -> int:
+        raise NotImplementedError
+
+    def val_batches(self) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    def loss(self, network: SiameseNetwork, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def metrics(self, network: SiameseNetwork) -> dict[str, Any]:
+        """Extra validation metrics, computed once after training."""
+        return {}
+
+
+class PairObjective(Objective):
+    name = "pairs"
+
+    def __init__(
+        self,
+        train: ClassTensors,
+        val: ClassTensors,
+        batch_size: int,
+        margin: float,
+        seed: int,
+        device: torch.device,
+        val_pairs: int,
+    ) -> None:
+        self.margin = margin
+        self.device = device
+        self.train_loader = DataLoader(PairDataset(train, seed=seed), batch_size=batch_size)
+        self.val_loader = DataLoader(
+            PairDataset(val, seed=seed + 1, augment=False, fixed=True, length=val_pairs),
+            batch_size=128,
+        )
+
+    def train_batches(self) -> Iterator[Batch]:
+        return iter(self.train_loader)
+
+    def steps_per_epoch(self) -> int:
+        return len(self.train_loader)
+
+    def val_batches(self) -> Iterator[Batch]:
+        return iter(self.val_loader)
+
+    def loss(self, network: SiameseNetwork, batch: Batch) -> torch.Tensor:
+        a, b, different = (t.to(self.device) for t in batch)
+        code_a, code_b = network(a, b)
+        return contrastive_loss(pair_distance(code_a, code_b), different, self.margin)
+
+
+class ViewObjective(Objective):
+    name = "views"
+
+    def __init__(
+        self,
+        train_files: dict[str, list[Path]],
+        val_files: dict[str, list[Path]],
+        size: int,
+        per_class: int,
+        temperature: float,
+        class_weight: float,
+        min_crop: float,
+        seed: int,
+        device: torch.device,
+    ) -> None:
+        self.train = [load_uint8(files) for files in train_files.values()]
+        self.val = [load_uint8(files) for files in val_files.values()]
+        self.per_class = per_class
+        self.temperature = temperature
+        self.class_weight = class_weight
+        self.device = device
+        self.seed = seed
+        self.augmenter = ViewAugmenter(size=size, min_crop=min_crop)
+        self.generator = torch.Generator().manual_seed(seed)
+        images = sum(len(t) for t in self.train)
+        self.steps = max(1, images // (per_class * len(self.train)))
+
+    def _batch(
+        self, groups: list[torch.Tensor], generator: torch.Generator, per_class: int | None
+    ) -> Batch:
+        images, classes = [], []
+        for c, group in enumerate(groups):
+            pick = torch.randperm(len(group), generator=generator)[:per_class]
+            images.append(group[pick])
+            classes.extend([c] * len(pick))
+        stack = torch.cat(images)
+        views = torch.cat(
+            [self.augmenter.views(stack, generator), self.augmenter.views(stack, generator)]
+        )
+        n = len(stack)
+        return views, torch.arange(n).repeat(2), torch.tensor(classes).repeat(2)
+
+    def train_batches(self) -> Iterator[Batch]:
+        for _ in range(self.steps):
+            yield self._batch(self.train, self.generator, self.per_class)
+
+    def steps_per_epoch(self) -> int:
+        return self.steps
+
+    def val_batches(self) -> Iterator[Batch]:
+        # the same views every epoch, so validation losses are comparable
+        yield self._batch(self.val, torch.Generator().manual_seed(self.seed + 1), None)
+
+    def loss(self, network: SiameseNetwork, batch: Batch) -> torch.Tensor:
+        views, instances, classes = (t.to(self.device) for t in batch)
+        codes = network.forward_once(views)
+        return instance_and_class_loss(
+            codes, instances, classes, self.temperature, self.class_weight
+        )
+
+
+class ClassifyObjective(Objective):
+    name = "classify"
+
+    def __init__(
+        self,
+        train: ClassTensors,
+        val: ClassTensors,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+    ) -> None:
+        self.images = torch.cat(train.images)
+        self.labels = torch.cat([torch.full((len(t),), c) for c, t in enumerate(train.images)])
+        self.val_images = torch.cat(val.images)
+        self.val_labels = torch.cat([torch.full((len(t),), c) for c, t in enumerate(val.images)])
+        self.batch_size = batch_size
+        self.device = device
+        self.rng = random.Random(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.images) // self.batch_size)
+
+    def train_batches(self) -> Iterator[Batch]:
+        order = torch.randperm(len(self.images), generator=self.generator)
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            images = torch.stack([augment_dihedral(x, self.rng) for x in self.images[index]])
+            yield images, self.labels[index]
+
+    def val_batches(self) -> Iterator[Batch]:
+        for start in range(0, len(self.val_images), 128):
+            yield (self.val_images[start : start + 128], self.val_labels[start : start + 128])
+
+    def loss(self, network: SiameseNetwork, batch: Batch) -> torch.Tensor:
+        images, labels = (t.to(self.device) for t in batch)
+        return F.cross_entropy(network.logits(images), labels)  # type: ignore[operator]
+
+    @torch.inference_mode()
+    def metrics(self, network: SiameseNetwork) -> dict[str, Any]:
+        network.eval()
+        correct = 0
+        for images, labels in self.val_batches():
+            predicted = network.logits(images.to(self.device)).argmax(1).cpu()  # type: ignore[operator]
+            correct += int((predicted == labels).sum())
+        n = len(self.val_labels)
+        return {"val_images": n, "val_correct": correct, "val_accuracy": correct / n}

@@ -1,0 +1,149 @@
+"""The evaluation protocols on toy embeddings whose answers are known, and the CLIs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from model.evaluate import one_shot_episodes, pair_verification
+from model.report import wilson_interval
+from tests.conftest import ROOT, SAMPLE
+
+
+def perfect_embeddings(classes: int = 3, per_class: int = 20) -> dict[str, np.ndarray]:
+    """Every class a tight cluster far from the others."""
+    rng = np.random.default_rng(1)
+    return {
+        f"c{k}": np.eye(classes)[k] * 10 + rng.normal(0, 0.01, (per_class, classes))
+        for k in range(classes)
+    }
+
+
+def constant_embeddings(classes: int = 3, per_class: int = 20) -> dict[str, np.ndarray]:
+    return {f"c{k}": np.zeros((per_class, 4)) for k in range(classes)}
+
+
+def test_a_perfect_embedder_scores_one():
+    result = one_shot_episodes(perfect_embeddings(), episodes=200, seed=0)
+    assert result.accuracy.mean == 1.0
+    assert result.accuracy.low == result.accuracy.high == 1.0
+    pairs = pair_verification(perfect_embeddings(), threshold=5.0, pairs=300, seed=0)
+    assert pairs.roc_auc.mean == 1.0
+    assert pairs.accuracy_at_best.mean == 1.0 and pairs.accuracy_at_threshold.mean == 1.0
+
+
+@pytest.mark.parametrize("ways", [3, 6])
+def test_a_constant_embedder_scores_chance(ways):
+    # all distances tie: the nearest support is always the first class
+    result = one_shot_episodes(constant_embeddings(ways), episodes=300, seed=0)
+    assert result.accuracy.mean == pytest.approx(1 / ways)
+    pairs = pair_verification(constant_embeddings(ways), threshold=1.0, pairs=300, seed=0)
+    assert pairs.roc_auc.mean == pytest.approx(0.5)
+    assert pairs.accuracy_at_threshold.mean == pytest.approx(0.5)
+
+
+def test_random_embeddings_score_near_chance_within_the_interval():
+    rng = np.random.default_rng(7)
+    codes = {f"c{k}": rng.normal(size=(40, 8)) for k in range(3)}
+    result = one_shot_episodes(codes, episodes=1000, seed=3)
+    assert result.accuracy.low < 1 / 3 < result.accuracy.high + 0.02
+    assert abs(result.accuracy.mean - 1 / 3) < 0.04
+
+
+def test_queries_never_include_the_support():
+    # two images per class: the one query must be the other image, never the support
+    codes = {"a": np.array([[0.0], [100.0]]), "b": np.array([[50.0], [51.0]])}
+    result = one_shot_episodes(codes, episodes=50, queries_per_class=5, seed=0)
+    assert sum(map(sum, result.confusion)) == 50 * 2  # one query per class per episode
+
+
+def test_pairs_are_half_same_class():
+    result = pair_verification(perfect_embeddings(), threshold=None, pairs=400, seed=0)
+    assert len(result.same_distances) == len(result.different_distances) == 200
+    assert result.accuracy_at_threshold is None
+
+
+def test_wilson_interval_contains_the_proportion():
+    estimate = wilson_interval(90, 100)
+    assert estimate.low < 0.9 < estimate.high and estimate.mean == 0.9
+
+
+def test_evaluate_command_writes_json_and_markdown(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "model",
+            "evaluate",
+            "--data",
+            str(SAMPLE),
+            "--classes",
+            "crazing,pitted_surface,scratches",
+            "--checkpoint",
+            "default=model/weights/default.pt",
+            "--baseline",
+            "pixels",
+            "--baseline",
+            "lbp",
+            "--episodes",
+            "50",
+            "--pairs",
+            "60",
+            "--out",
+            str(tmp_path),
+            "--figures",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert [r["name"] for r in payload["results"]] == ["default", "pixels", "lbp"]
+    for row in payload["results"]:
+        accuracy = row["episodes"]["accuracy"]
+        assert accuracy["low"] <= accuracy["mean"] <= accuracy["high"]
+        assert 0.0 <= row["pairs"]["roc_auc"]["mean"] <= 1.0
+    assert "3-way one-shot" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "default-confusion.png").stat().st_size > 0
+
+
+def test_compare_command_prints_score_call_and_nearest_references():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "model",
+            "compare",
+            str(SAMPLE / "scratches" / "Sc_2.png"),
+            str(SAMPLE / "crazing" / "Cr_2.png"),
+            "--references",
+            str(SAMPLE),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "dissimilarity:" in result.stdout and "threshold:" in result.stdout
+    assert "Sc_2.png: nearest reference scratches" in result.stdout
+    assert "Cr_2.png: nearest reference crazing" in result.stdout
+
+
+def test_compare_command_explains_a_bad_file(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("no")
+    result = subprocess.run(
+        [sys.executable, "-m", "model", "compare", str(bad), str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "not a readable image" in result.stderr
