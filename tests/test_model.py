@@ -143,3 +143,36 @@ def test_tiny_training_run_on_the_sample_lowers_the_loss(tmp_path):
     assert (tmp_path / "run" / "loss.png").stat().st_size > 0
     embedder = load_embedder(result.checkpoint, device="cpu")
     assert embedder.meta["train_classes"] == config.train_classes
+
+
+@pytest.mark.parametrize(
+    ("arch", "objective", "classes"),
+    [
+        ("texture_net", "views", ["inclusion", "patches", "rolled-in_scale"]),
+        ("deshpande2020_cnn", "classify", sorted(p.name for p in SAMPLE.iterdir() if p.is_dir())),
+    ],
+)
+def test_every_objective_trains_and_saves_a_loadable_checkpoint(tmp_path, arch, objective, classes):
+    config = TrainConfig(
+        data=SAMPLE,
+        train_classes=classes,
+        out=tmp_path / objective,
+        arch=arch,
+        objective=objective,
+        epochs=2,
+        batch_size=8,
+        per_class=4,
+        lr=0.001,
+        seed=1,
+        schedule="onecycle",
+        weight_decay=1e-4,
+    )
+    result = train(config)
+    assert len(result.history) == 2
+    assert all(np.isfinite(h["train_loss"]) and np.isfinite(h["val_loss"]) for h in result.history)
+    embedder = load_embedder(result.checkpoint, device="cpu")
+    assert embedder.meta["training"]["objective"] == objective
+    codes = embedder.embed([Image.open(sorted(SAMPLE.glob("*/*.png"))[0])])
+    assert codes.shape == (1, embedder.embedding_dim)
+    if objective == "classify":
+        assert 0.0 <= result.meta["metrics"]["val_accuracy"] <= 1.0
