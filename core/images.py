@@ -9,6 +9,27 @@ from PIL import Image, UnidentifiedImageError
 
 # Formats a camera or a supervisor may reasonably send.
 ACCEPTED_FORMATS = {"PNG", "BMP", "JPEG", "TIFF", "GIF", "WEBP", "PPM"}
+# Pixel formats the line inspects: 8-bit grayscale, and 8-bit RGB (converted to
+# grayscale by the model). Anything else from a camera means it is set up
+# differently from the references (16-bit, CMYK, colour palettes, alpha...),
+# and a verdict on such an image would not mean much: it is rejected, saying so.
+ACCEPTED_MODES = {"L", "RGB"}
+MODE_NAMES = {
+    "1": "1-bit black and white",
+    "I;16": "16-bit grayscale",
+    "I;16B": "16-bit grayscale",
+    "I;16L": "16-bit grayscale",
+    "I": "32-bit integer",
+    "F": "32-bit floating point",
+    "CMYK": "CMYK (a print colour space)",
+    "YCbCr": "YCbCr",
+    "LAB": "L*a*b*",
+    "HSV": "HSV",
+    "RGBA": "RGB with transparency",
+    "LA": "grayscale with transparency",
+    "P": "colour palette",
+    "PA": "colour palette with transparency",
+}
 
 
 class ImageRejected(ValueError):
@@ -46,7 +67,13 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
                 )
             if width < 1 or height < 1:
                 raise ImageRejected(f"the image has no pixels ({width}x{height})")
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1:
+                raise ImageRejected(
+                    f"the image is animated ({frames} frames); send one still frame per job"
+                )
             image.load()
+            image = check_pixel_format(image)
     except ImageRejected:
         raise
     except UnidentifiedImageError:
@@ -64,3 +91,23 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
             f"the image is corrupt or truncated ({exc}); resend the complete file"
         ) from None
     return image
+
+
+def is_gray_palette(image: Image.Image) -> bool:
+    palette = image.getpalette() or []
+    triples = [palette[i : i + 3] for i in range(0, len(palette), 3)]
+    return all(r == g == b for r, g, b in triples)
+
+
+def check_pixel_format(image: Image.Image) -> Image.Image:
+    """Return an image in an accepted mode, or raise ``ImageRejected`` naming the mode."""
+    if image.mode in ACCEPTED_MODES:
+        return image
+    if image.mode == "P" and "transparency" not in image.info and is_gray_palette(image):
+        return image.convert("L")  # a grayscale image stored with a gray palette
+    described = MODE_NAMES.get(image.mode, image.mode)
+    raise ImageRejected(
+        f"the image's pixel format is {described} (Pillow mode {image.mode}); the line "
+        "inspects 8-bit grayscale or "
+        "8-bit RGB images: set the camera to 8-bit mono (or RGB) output"
+    )

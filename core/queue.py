@@ -14,11 +14,6 @@ from kombu import Queue
 from core.jobs import QUEUE_NAME
 from core.settings import Settings, get_settings
 
-# Seconds a job may stay unacknowledged before Redis hands it to another worker.
-# Jobs are acknowledged late (after their row is committed), so this must exceed
-# the longest time a worker holds a job, batches included.
-VISIBILITY_TIMEOUT_S = 600
-
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     return {
@@ -30,7 +25,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "task_queues": [Queue(QUEUE_NAME)],
         "task_default_queue": QUEUE_NAME,
-        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        # Seconds a job may stay unacknowledged before Redis hands it to another
+        # worker. Jobs are acknowledged after their row is committed, so this
+        # must exceed the longest time a worker holds a job (its batch included);
+        # a redelivered job is harmless, since rows are written once per job_id.
+        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
         "broker_connection_retry_on_startup": True,
         "timezone": "UTC",
         "enable_utc": True,

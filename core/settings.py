@@ -34,6 +34,12 @@ class Settings:
     model_device: str = "auto"
     log_level: str = "INFO"
     cookie_secure: bool = False  # send session cookies over HTTPS only
+    inspect_batch_size: int = 32  # jobs embedded in one forward pass, at most
+    inspect_batch_wait_ms: int = 50  # how long a partial batch waits for more jobs
+    visibility_timeout_s: int = 600  # an unacknowledged job goes back to the queue after this
+    model_threads: int = 0  # torch threads per worker process; 0: cores / processes
+    spool_dir: Path = Path("var/spool")  # producers keep here what Redis did not take
+    max_queue_length: int = 5000  # producers slow down above this many queued jobs
 
     @property
     def is_production(self) -> bool:
@@ -112,6 +118,16 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         model_device=env.get("MODEL_DEVICE") or Settings.model_device,
         log_level=(env.get("LOG_LEVEL") or Settings.log_level).upper(),
         cookie_secure=_parse_bool(env, "COOKIE_SECURE", default=environment == "production"),
+        inspect_batch_size=_parse_int(env, "INSPECT_BATCH_SIZE", Settings.inspect_batch_size),
+        inspect_batch_wait_ms=_parse_int(
+            env, "INSPECT_BATCH_WAIT_MS", Settings.inspect_batch_wait_ms, minimum=1
+        ),
+        visibility_timeout_s=_parse_int(
+            env, "BROKER_VISIBILITY_TIMEOUT", Settings.visibility_timeout_s, minimum=5
+        ),
+        model_threads=_parse_int(env, "MODEL_THREADS", 0, minimum=0),
+        spool_dir=Path(env.get("SPOOL_DIR") or Settings.spool_dir),
+        max_queue_length=_parse_int(env, "MAX_QUEUE_LENGTH", Settings.max_queue_length),
     )
 
 

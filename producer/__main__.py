@@ -1,6 +1,8 @@
-"""Command line: ``python -m producer submit | replay``.
+"""Command line: ``python -m producer submit | replay | watch``.
 
-Each prints one line per enqueued job: the job id, a tab, the file.
+Each prints one line per enqueued job: the job id, a tab, the file. While Redis
+does not answer, jobs wait in the local spool (SPOOL_DIR) and are sent when it
+answers again; ``submit`` waits for that before it exits.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -37,6 +40,24 @@ def list_images(folder: Path) -> list[Path]:
     return images
 
 
+def wait_for_spool(client: InspectionClient) -> int:
+    """Block until the spool is sent; Ctrl-C leaves it for the next producer run."""
+    if not len(client.spool):
+        return 0
+    print(
+        f"Redis does not answer; {len(client.spool)} job(s) wait in {client.spool.folder} "
+        "and will be sent when it does (Ctrl-C leaves them there for the next run)",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        client.wait_until_spool_sent()
+    except KeyboardInterrupt:
+        return 130
+    print("spooled jobs sent", file=sys.stderr)
+    return 0
+
+
 def run_submit(args: argparse.Namespace) -> int:
     failures = 0
     with InspectionClient() as client:
@@ -48,7 +69,8 @@ def run_submit(args: argparse.Namespace) -> int:
                 failures += 1
                 continue
             print(f"{job_id}\t{path}", flush=True)
-    return 1 if failures else 0
+        interrupted = wait_for_spool(client)
+    return interrupted or (1 if failures else 0)
 
 
 def paced(items: Iterator[Path], rate: float) -> Iterator[Path]:
@@ -73,7 +95,33 @@ def run_replay(args: argparse.Namespace) -> int:
                 print(f"{job_id}\t{path}", flush=True)
         except KeyboardInterrupt:
             return 130
-    return 0
+        return wait_for_spool(client)
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    from producer.hotfolder import HotFolder
+
+    if not args.folder.is_dir():
+        raise FileNotFoundError(f"not a folder: {args.folder}")
+    with InspectionClient() as client:
+        folder = HotFolder(args.folder, args.camera, client, settle_s=args.settle)
+        print(
+            f"watching {args.folder} (done/ and failed/ beside); Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            while True:
+                for job_id, path in folder.poll_once():
+                    print(f"{job_id}\t{path}", flush=True)
+                time.sleep(args.poll)
+        except KeyboardInterrupt:
+            return 0
+
+
+def stop_on_sigterm(_signum: int, _frame: object) -> None:
+    """SIGTERM (docker stop, a service manager) stops as cleanly as Ctrl-C."""
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,10 +137,22 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument(
         "--count", type=int, default=0, help="stop after this many images (0: loop forever)"
     )
+    watch = sub.add_parser("watch", help="a hot folder: enqueue each complete image file once")
+    watch.add_argument("folder", type=Path)
+    watch.add_argument("--camera", type=camera_name, required=True)
+    watch.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        help="seconds a file must stay unchanged to count as complete",
+    )
+    watch.add_argument("--poll", type=float, default=0.5, help="seconds between scans")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    commands = {"submit": run_submit, "replay": run_replay, "watch": run_watch}
     try:
-        return {"submit": run_submit, "replay": run_replay}[args.command](args)
+        return commands[args.command](args)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -19,9 +20,14 @@ import psycopg
 import pytest
 import redis
 from PIL import Image
+from sqlalchemy import func, select
 
+from core.blobs import BlobStore
+from core.db import session_scope
 from core.migrate import upgrade_to_head
+from core.references import seed_from_folder
 from core.settings import Settings, settings_from_env
+from core.tables import Inspection
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
@@ -83,6 +89,7 @@ def settings(migrated_pg_url: str, redis_url: str, tmp_path: Path) -> Settings:
         redis_url=redis_url,
         blob_dir=tmp_path / "blobs",
         inbox_dir=tmp_path / "inbox",
+        spool_dir=tmp_path / "spool",
     )
 
 
@@ -90,6 +97,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a subprocess these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
     env.update(
+        SPOOL_DIR=str(settings.spool_dir),
+        MAX_QUEUE_LENGTH=str(settings.max_queue_length),
+        INSPECT_BATCH_SIZE=str(settings.inspect_batch_size),
+        INSPECT_BATCH_WAIT_MS=str(settings.inspect_batch_wait_ms),
+        BROKER_VISIBILITY_TIMEOUT=str(settings.visibility_timeout_s),
         DATABASE_URL=settings.database_url,
         REDIS_URL=settings.redis_url,
         BLOB_DIR=str(settings.blob_dir),
@@ -195,3 +207,91 @@ def login(client, username: str, password: str):
         "/login",
         data={"csrf_token": csrf_token(client), "username": username, "password": password},
     )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A test-owned ``redis-server`` on its own port, optionally with append-only persistence."""
+
+    def __init__(self, folder: Path, port: int | None = None, appendonly: bool = False):
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        argv = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(self.folder),
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "always",
+        ]
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis.from_url(self.url, socket_connect_timeout=0.2).ping():
+                    return self
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()  # SIGTERM: redis flushes its append-only file and exits
+            self.process.wait(10)
+        self.process = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server with append-only persistence, not yet started."""
+    server = RedisServer(tmp_path / "redis", appendonly=True)
+    yield server
+    server.stop()
+
+
+def seed_references(settings: Settings) -> None:
+    """One defect reference per class of the bundled sample."""
+    with session_scope(settings.database_url) as session:
+        added = seed_from_folder(session, BlobStore(settings.blob_dir), SAMPLE, "test")
+    assert len(added) == 6
+
+
+def count_rows(url: str, **where: str) -> int:
+    with session_scope(url) as session:
+        query = select(func.count(Inspection.id))
+        for column, value in where.items():
+            query = query.where(getattr(Inspection, column) == value)
+        return session.scalar(query) or 0
+
+
+def wait_for_rows(url: str, expected: int, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if count_rows(url) >= expected:
+            return time.monotonic() - start
+        time.sleep(0.5)
+    raise AssertionError(f"only {count_rows(url)} of {expected} rows after {timeout}s")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from admin import create_app
 from admin.auth import create_user
@@ -19,35 +19,19 @@ from core.blobs import BlobStore
 from core.db import session_scope
 from core.jobs import QUEUE_NAME
 from core.queue import make_client
-from core.references import seed_from_folder
 from core.tables import Inspection
 from producer.client import InspectionClient
-from tests.conftest import ROOT, SAMPLE, login, sample_images, settings_env
+from tests.conftest import (
+    ROOT,
+    count_rows,
+    login,
+    sample_images,
+    seed_references,
+    settings_env,
+    wait_for_rows,
+)
 
 LINE_TIMEOUT_S = 180
-
-
-def seed_references(settings) -> None:
-    with session_scope(settings.database_url) as session:
-        added = seed_from_folder(session, BlobStore(settings.blob_dir), SAMPLE, "test")
-    assert len(added) == 6
-
-
-def count_rows(url: str, **where: str) -> int:
-    with session_scope(url) as session:
-        query = select(func.count(Inspection.id))
-        for column, value in where.items():
-            query = query.where(getattr(Inspection, column) == value)
-        return session.scalar(query) or 0
-
-
-def wait_for_rows(url: str, expected: int, timeout: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if count_rows(url) >= expected:
-            return time.monotonic() - start
-        time.sleep(0.5)
-    raise AssertionError(f"only {count_rows(url)} of {expected} rows after {timeout}s")
 
 
 def make_corrupt_files(folder: Path) -> list[Path]:

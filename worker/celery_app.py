@@ -12,17 +12,23 @@ from celery import Celery
 
 from core.queue import celery_config
 from core.settings import get_settings
+from worker.restore import RestoreUnackedJobs
 
 
 def worker_config() -> dict[str, Any]:
-    config = celery_config(get_settings())
+    settings = get_settings()
+    config = celery_config(settings)
     config.update(
         # A job is acknowledged only after its row is committed; a worker that
         # dies holding it (even by SIGKILL) leaves it to be redelivered.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
+        # Unacknowledged jobs count against the prefetch limit: room for the
+        # batch being inspected and the next one filling up.
+        worker_prefetch_multiplier=2 * settings.inspect_batch_size,
         worker_hijack_root_logger=True,
+        # kombu's Redis transport, keeping jobs popped during a Redis restart
+        broker_transport="worker.transport:Transport",
         worker_send_task_events=False,
     )
     return config
@@ -30,3 +36,4 @@ def worker_config() -> dict[str, Any]:
 
 app = Celery("worker", include=["worker.tasks"])
 app.add_defaults(worker_config)
+app.steps["consumer"].add(RestoreUnackedJobs)

@@ -7,6 +7,7 @@ transaction serve many jobs; the Celery task feeds it what it has.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,9 +45,14 @@ class WorkerRuntime:
     references: ReferenceCache
 
     @classmethod
-    def load(cls, settings: Settings) -> WorkerRuntime:
+    def load(cls, settings: Settings, threads: int | None = None) -> WorkerRuntime:
+        import torch
+
         from model import load_embedder
 
+        if threads:
+            # Several worker processes on one host must not each use every core.
+            torch.set_num_threads(threads)
         embedder = load_embedder(
             settings.model_checkpoint,
             device=settings.model_device,
@@ -56,9 +62,10 @@ class WorkerRuntime:
         with session_scope(settings.database_url) as session:
             register_model_version(session, embedder)
         log.info(
-            "loaded model %s on %s (threshold %.4f)",
+            "loaded model %s on %s, %d torch thread(s), threshold %.4f",
             embedder.version,
             embedder.device,
+            torch.get_num_threads(),
             embedder.threshold,
         )
         return cls(settings, embedder, store, ReferenceCache(embedder, store))
@@ -71,6 +78,7 @@ class PendingJob:
     message: dict[str, Any]
     task_id: str | None
     received_at: datetime = field(default_factory=utcnow)
+    refusal: str | None = None  # why the message was refused before inspection, if it was
     job: InspectJob | None = None
     image: Image.Image | None = None
     image_key: str | None = None
@@ -109,7 +117,10 @@ def read_image_bytes(job: InspectJob, settings: Settings) -> bytes:
 def prepare(pending: PendingJob, runtime: WorkerRuntime) -> None:
     """Check the message and decode its image; on any fault record why, never raise."""
     settings = runtime.settings
-    if pending.error:  # refused before it got here
+    # Start afresh: a batch that is retried (the database was down) is prepared again.
+    pending.job, pending.image, pending.image_key, pending.error = None, None, None, None
+    if pending.refusal:
+        pending.error = pending.refusal
         return
     try:
         pending.job = InspectJob.from_message(pending.message)
@@ -174,6 +185,7 @@ def base_row(**values: Any) -> dict[str, Any]:
 
 def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[str, Any]]:
     """Inspect a batch of jobs and commit one row per job in one transaction."""
+    started = time.perf_counter()
     for pending in batch:
         prepare(pending, runtime)
     good = [p for p in batch if p.image is not None]
@@ -212,7 +224,13 @@ def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[
                     processed_at=processed_at,
                 )
             )
-        inserted = insert_inspections(session, rows)
+        # A job sent twice may arrive twice in one batch: the first copy stands.
+        unique, seen = [], set()
+        for row in rows:
+            if row["job_id"] not in seen:
+                seen.add(row["job_id"])
+                unique.append(row)
+        inserted = insert_inspections(session, unique)
     for row in rows:
         log.info(
             "job %s from %s: %s %s%s",
@@ -222,9 +240,18 @@ def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[
             row["label"] or "",
             f" ({row['error']})" if row["error"] else "",
         )
+    kept = {id(row) for row in unique}
     for row in rows:
-        if row["job_id"] not in inserted:
-            log.info("job %s already had a row (redelivered); kept the first", row["job_id"])
+        if row["job_id"] not in inserted or id(row) not in kept:
+            log.info(
+                "job %s already had a row (sent twice or redelivered); kept the first",
+                row["job_id"],
+            )
+    log.info(
+        "batch of %d inspected and stored in %.0f ms",
+        len(batch),
+        1000 * (time.perf_counter() - started),
+    )
     return rows
 
 

@@ -1,13 +1,26 @@
-"""The ``inspect`` task. The model loads lazily, once per worker process."""
+"""The ``inspect`` task: jobs are buffered and inspected in batches.
+
+Built on celery-batches: the worker's consumer buffers incoming ``inspect``
+messages and hands them to the task as a list when ``INSPECT_BATCH_SIZE`` have
+arrived or ``INSPECT_BATCH_WAIT_MS`` have passed, whichever comes first. The
+messages are acknowledged only when the batch returns, after its rows are
+committed (``acks_late``); a worker that dies holding a batch leaves every job
+in it to be redelivered. Errors never escape the task (that would acknowledge
+the batch with no rows): the database being down is waited out, and any other
+error is isolated to the job that causes it, which is then recorded as rejected.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import time
+from collections.abc import Callable
 from typing import Any
 
-from celery import Task
 from celery.signals import worker_init
+from celery_batches import Batches, SimpleRequest
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core.jobs import TASK_NAME
@@ -18,71 +31,124 @@ from worker.inspection import PendingJob, WorkerRuntime, inspect_batch, record_f
 log = logging.getLogger(__name__)
 
 # The database is unreachable (down, restarting, network cut): wait and retry,
-# for as long as it takes; the job stays in the queue meanwhile.
+# as long as it takes; the batch stays unacknowledged meanwhile.
 DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
-# Any other error is a bug or a broken dependency: a few retries, then the job
-# is recorded as rejected with the error, so it is neither lost nor retried forever.
-UNEXPECTED_ERROR_RETRIES = 3
-MAX_BACKOFF_S = 60.0
+# Any other error is a bug or a broken dependency: a job that still fails after
+# this many attempts on its own is recorded as rejected, saying why.
+ATTEMPTS_PER_JOB = 3
+MAX_BACKOFF_S = 30.0
+
+# What the worker's main process knows of its pool, inherited by forked children.
+_pool: dict[str, Any] = {"processes": 1}
 
 
-def backoff_seconds(retries: int) -> float:
-    """Exponential backoff with full jitter, capped."""
-    return random.uniform(0, min(MAX_BACKOFF_S, 2.0 ** (retries + 1)))
+def backoff_seconds(attempt: int) -> float:
+    """Exponential backoff with jitter, capped: about 1, 2, 4 ... 30 s."""
+    return min(MAX_BACKOFF_S, 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
 
-class InspectTask(Task):
-    """Holds the worker's runtime (model, image store, reference cache).
+@worker_init.connect
+def check_configuration(sender: Any = None, **_: Any) -> None:
+    """Fail at start-up, not on the first job, when the configuration is wrong."""
+    settings = get_settings()
+    if settings.model_checkpoint is not None and not settings.model_checkpoint.is_file():
+        raise SystemExit(f"MODEL_CHECKPOINT {settings.model_checkpoint} does not exist")
+    pool = str(getattr(sender, "pool_cls", "")).lower()
+    if "solo" not in pool:  # prefork or threads: that many processes or threads share the cores
+        _pool["processes"] = int(getattr(sender, "concurrency", 1) or 1)
 
-    It is built on first use, not in ``worker_process_init``, where a slow
-    model load would get the child killed, and after the fork, so no CUDA
-    context or database pool crosses it.
+
+def torch_threads() -> int:
+    configured = get_settings().model_threads
+    return configured or max(1, (os.cpu_count() or 1) // _pool["processes"])
+
+
+class InspectBatches(Batches):
+    """A Batches task whose batch size and wait come from the settings, and which
+    holds the worker's runtime (model, image store, reference cache).
+
+    The runtime is built on the first batch, not in ``worker_process_init``
+    (where a slow model load gets the child killed) and after any fork, so no
+    CUDA context or database pool crosses one.
     """
 
     _runtime: WorkerRuntime | None = None
 
     @property
+    def flush_every(self) -> int:  # type: ignore[override]
+        return get_settings().inspect_batch_size
+
+    @property
+    def flush_interval(self) -> float:  # type: ignore[override]
+        return get_settings().inspect_batch_wait_ms / 1000.0
+
+    @property
     def runtime(self) -> WorkerRuntime:
-        if InspectTask._runtime is None:
-            InspectTask._runtime = WorkerRuntime.load(get_settings())
-        return InspectTask._runtime
+        if InspectBatches._runtime is None:
+            InspectBatches._runtime = WorkerRuntime.load(get_settings(), torch_threads())
+        return InspectBatches._runtime
 
 
-@worker_init.connect
-def check_configuration(**_: Any) -> None:
-    """Fail at start-up, not on the first job, when the configuration is wrong."""
-    settings = get_settings()
-    if settings.model_checkpoint is not None and not settings.model_checkpoint.is_file():
-        raise SystemExit(f"MODEL_CHECKPOINT {settings.model_checkpoint} does not exist")
-
-
-@app.task(name=TASK_NAME, base=InspectTask, bind=True, max_retries=None, typing=False)
-def inspect(self: InspectTask, *args: Any, **message: Any) -> str:
-    """Inspect one job; bad or missing fields become a rejected row, not a TypeError."""
-    pending = PendingJob(message=dict(message), task_id=self.request.id)
-    if args:
-        pending.error = (
+def pending_from_request(request: SimpleRequest) -> PendingJob:
+    pending = PendingJob(message=dict(request.kwargs or {}), task_id=request.id)
+    if request.args:
+        pending.refusal = (
             "the inspect task takes keyword arguments only (job_id, camera, "
             "captured_at, image_b64 or image_path, meta); it got positional ones"
         )
-    retries = self.request.retries
-    try:
-        rows = inspect_batch(self.runtime, [pending])
-    except DATABASE_UNREACHABLE as exc:
-        log.warning("job %s: database unreachable (%s); retry %d", pending.task_id, exc, retries)
-        raise self.retry(exc=exc, countdown=backoff_seconds(retries)) from None
-    except Exception as exc:
-        if retries < UNEXPECTED_ERROR_RETRIES:
-            log.exception(
-                "job %s failed; retry %d of %d",
-                pending.task_id,
-                retries + 1,
-                UNEXPECTED_ERROR_RETRIES,
+    return pending
+
+
+def inspect_until_stored(
+    runtime: Callable[[], WorkerRuntime], batch: list[PendingJob], sleep: Callable = time.sleep
+) -> None:
+    """Inspect ``batch`` and store its rows, whatever it takes; never raises."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            inspect_batch(runtime(), batch)
+            return
+        except DATABASE_UNREACHABLE as exc:
+            wait = backoff_seconds(attempt)
+            log.warning(
+                "database unreachable (%s); %d job(s) wait, retry %d in %.1fs",
+                str(exc).splitlines()[0],
+                len(batch),
+                attempt,
+                wait,
             )
-            raise self.retry(exc=exc, countdown=backoff_seconds(retries)) from None
-        log.exception(
-            "job %s failed %d times; recording it as rejected", pending.task_id, retries + 1
-        )
-        record_failures(get_settings(), [pending], exc)
-        return "rejected"
-    return str(rows[0]["status"])
+            sleep(wait)
+            attempt = min(attempt, 10)
+        except Exception as exc:
+            if len(batch) > 1:
+                log.exception("a batch of %d failed; inspecting its jobs one by one", len(batch))
+                for pending in batch:
+                    inspect_until_stored(runtime, [pending], sleep)
+                return
+            if attempt < ATTEMPTS_PER_JOB:
+                log.exception("job %s failed (attempt %d)", batch[0].task_id, attempt)
+                sleep(backoff_seconds(attempt))
+                continue
+            log.exception(
+                "job %s failed %d times; recording it as rejected", batch[0].task_id, attempt
+            )
+            record_until_stored(batch, exc, sleep)
+            return
+
+
+def record_until_stored(batch: list[PendingJob], exc: Exception, sleep: Callable) -> None:
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            record_failures(get_settings(), batch, exc)
+            return
+        except DATABASE_UNREACHABLE:
+            sleep(backoff_seconds(min(attempt, 10)))
+
+
+@app.task(name=TASK_NAME, base=InspectBatches, bind=True, typing=False)
+def inspect(self: InspectBatches, requests: list[SimpleRequest]) -> None:
+    batch = [pending_from_request(request) for request in requests]
+    inspect_until_stored(lambda: self.runtime, batch)
