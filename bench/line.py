@@ -1,0 +1,302 @@
+"""End-to-end line benchmarks: real Redis, real PostgreSQL (or SQLite), real worker processes.
+
+Each scenario starts its own ``celery -A worker worker`` processes on a fresh
+database, fills the queue with the same images, and reads throughput and
+latency back from the rows (``submitted_at`` is stamped by the producer,
+``processed_at`` by the worker just before its batch's transaction commits).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import redis
+from sqlalchemy import select
+
+from core.blobs import BlobStore
+from core.db import dispose_engines, session_scope
+from core.jobs import QUEUE_NAME, InspectJob, send_job
+from core.migrate import upgrade_to_head
+from core.queue import make_client
+from core.references import seed_from_folder
+from core.settings import Settings, settings_from_env
+from core.tables import Inspection
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "sample"
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Scenario:
+    name: str
+    processes: int
+    threads: int
+    batch_size: int
+    batch_wait_ms: int = 20
+
+
+@dataclass
+class LineResult:
+    scenario: Scenario
+    images: int
+    images_per_s: float
+    worker_rss_mb: list[float] = field(default_factory=list)
+
+
+@dataclass
+class LatencyResult:
+    scenario: Scenario
+    rate: float
+    images: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+
+def pg_admin_dsn() -> str:
+    return os.environ.get("BENCH_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@contextmanager
+def fresh_database(prefer_postgres: bool = True) -> Iterator[str]:
+    """A new, migrated database: PostgreSQL when it answers, SQLite otherwise."""
+    if prefer_postgres:
+        try:
+            name = f"inspection_bench_{uuid.uuid4().hex[:10]}"
+            with psycopg.connect(pg_admin_dsn(), autocommit=True, connect_timeout=3) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            info = psycopg.conninfo.conninfo_to_dict(pg_admin_dsn())
+            user = f"{info['user']}@" if info.get("user") else ""
+            url = (
+                f"postgresql+psycopg://{user}{info.get('host', '127.0.0.1')}:"
+                f"{info.get('port', 5432)}/{name}"
+            )
+            upgrade_to_head(url)
+            try:
+                yield url
+            finally:
+                dispose_engines()
+                with psycopg.connect(pg_admin_dsn(), autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except psycopg.OperationalError:
+            pass
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite:///{folder}/bench.db"
+        upgrade_to_head(url)
+        yield url
+        dispose_engines()
+
+
+def sample_payloads() -> list[tuple[str, bytes]]:
+    return [(p.name, p.read_bytes()) for p in sorted(SAMPLE.glob("*/*.png"))]
+
+
+class Line:
+    """Workers for one scenario on a fresh database and an empty queue."""
+
+    def __init__(self, base: Settings, scenario: Scenario, workdir: Path) -> None:
+        self.settings = replace(
+            base,
+            inspect_batch_size=scenario.batch_size,
+            inspect_batch_wait_ms=scenario.batch_wait_ms,
+            model_threads=scenario.threads,
+        )
+        self.scenario = scenario
+        self.workdir = workdir
+        self.workers: list[subprocess.Popen] = []
+
+    def env(self) -> dict[str, str]:
+        s = self.settings
+        env = dict(os.environ)
+        env.update(
+            DATABASE_URL=s.database_url,
+            REDIS_URL=s.redis_url,
+            BLOB_DIR=str(s.blob_dir),
+            INSPECT_BATCH_SIZE=str(s.inspect_batch_size),
+            INSPECT_BATCH_WAIT_MS=str(s.inspect_batch_wait_ms),
+            MODEL_THREADS=str(s.model_threads),
+            MODEL_DEVICE=s.model_device,
+            LOG_LEVEL="WARNING",
+            OMP_NUM_THREADS=str(s.model_threads),
+        )
+        return env
+
+    def start(self) -> None:
+        for i in range(self.scenario.processes):
+            log = open(self.workdir / f"{self.scenario.name}-{i}.log", "ab")
+            argv = [
+                str(BIN / "celery"),
+                "-A",
+                "worker",
+                "worker",
+                "--pool",
+                "solo",
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--hostname",
+                f"bench{i}-{uuid.uuid4().hex[:6]}@%h",
+            ]
+            self.workers.append(
+                subprocess.Popen(
+                    argv,
+                    cwd=ROOT,
+                    env=self.env(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+
+    def rss_mb(self) -> list[float]:
+        """Peak resident memory of each worker process (VmHWM)."""
+        sizes = []
+        for worker in self.workers:
+            try:
+                for line in Path(f"/proc/{worker.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        sizes.append(int(line.split()[1]) / 1024)
+            except OSError:
+                pass
+        return sizes
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+        for worker in self.workers:
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+
+
+def build_jobs(payloads: list[tuple[str, bytes]], count: int, camera: str) -> list[InspectJob]:
+    return [
+        InspectJob.for_image_bytes(
+            payloads[i % len(payloads)][1],
+            camera,
+            meta={"filename": payloads[i % len(payloads)][0]},
+        )
+        for i in range(count)
+    ]
+
+
+def rows_since(url: str, camera: str) -> list[tuple[float, float]]:
+    """(submitted, processed) epoch seconds of a camera's rows."""
+    with session_scope(url) as session:
+        rows = session.execute(
+            select(Inspection.submitted_at, Inspection.processed_at).where(
+                Inspection.camera == camera
+            )
+        ).all()
+    return [(s.timestamp(), p.timestamp()) for s, p in rows]
+
+
+def wait_rows(url: str, camera: str, count: int, timeout: float) -> list[tuple[float, float]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = rows_since(url, camera)
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.25)
+
+
+def send_all(settings: Settings, jobs: list[InspectJob]) -> None:
+    client = make_client(settings)
+    for job in jobs:
+        send_job(job, client)
+    client.close()
+
+
+def warm_up(line: Line, payloads: list[tuple[str, bytes]]) -> None:
+    """Every worker loads its model and the reference embeddings before timing starts."""
+    camera = f"warmup-{uuid.uuid4().hex[:6]}"
+    count = 64 * line.scenario.processes
+    send_all(line.settings, build_jobs(payloads, count, camera))
+    rows = wait_rows(line.settings.database_url, camera, count, 300)
+    if len(rows) < count:
+        raise RuntimeError(f"warm-up: only {len(rows)} of {count} rows; see {line.workdir}")
+
+
+def measure_throughput(line: Line, payloads: list[tuple[str, bytes]], count: int) -> LineResult:
+    """Fill the queue while the workers run, and time the steady middle of the run."""
+    camera = f"throughput-{uuid.uuid4().hex[:6]}"
+    jobs = build_jobs(payloads, count, camera)
+    sender = threading.Thread(target=send_all, args=(line.settings, jobs))
+    sender.start()
+    rows = wait_rows(line.settings.database_url, camera, count, 900)
+    sender.join()
+    if len(rows) < count:
+        raise RuntimeError(f"throughput: only {len(rows)} of {count} rows")
+    done = np.sort([p for _, p in rows])
+    lo, hi = int(0.1 * count), int(0.9 * count)
+    rate = (hi - lo) / max(done[hi] - done[lo], 1e-9)
+    return LineResult(line.scenario, count, float(rate), line.rss_mb())
+
+
+def measure_latency(
+    line: Line, payloads: list[tuple[str, bytes]], rate: float, seconds: float
+) -> LatencyResult:
+    """Send at a steady ``rate`` for ``seconds``; latency = committed - submitted."""
+    camera = f"latency-{uuid.uuid4().hex[:6]}"
+    count = max(20, int(rate * seconds))
+    jobs = build_jobs(payloads, count, camera)
+    client = make_client(line.settings)
+    start = time.monotonic()
+    for n, job in enumerate(jobs):
+        delay = start + n / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        send_job(replace(job, submitted_at=None), client)
+    client.close()
+    rows = wait_rows(line.settings.database_url, camera, count, 300)
+    latency = np.array([(p - s) * 1000 for s, p in rows])
+    p50, p95, p99 = np.percentile(latency, [50, 95, 99])
+    return LatencyResult(line.scenario, rate, len(rows), float(p50), float(p95), float(p99))
+
+
+def prepare_base(workdir: Path, database_url: str, redis_url: str) -> Settings:
+    base = replace(
+        settings_from_env({}),
+        database_url=database_url,
+        redis_url=redis_url,
+        blob_dir=workdir / "blobs",
+        spool_dir=workdir / "spool",
+    )
+    with session_scope(database_url) as session:
+        seed_from_folder(session, BlobStore(base.blob_dir), SAMPLE, "bench")
+    client = redis.Redis.from_url(redis_url)
+    client.delete(QUEUE_NAME, "unacked", "unacked_index")
+    client.close()
+    return base
+
+
+@contextmanager
+def running(
+    base: Settings, scenario: Scenario, workdir: Path, payloads: list[tuple[str, bytes]]
+) -> Iterator[Line]:
+    line = Line(base, scenario, workdir)
+    line.start()
+    try:
+        warm_up(line, payloads)
+        yield line
+    finally:
+        line.stop()
