@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,12 +33,28 @@ from bench.line import (
     sample_payloads,
 )
 from bench.paper_way import paper_way_throughput
+from bench.profile_worker import profile_worker
 from model import load_embedder
 from model.embedder import Embedder
 from model.networks import build_network
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
+
+
+def paper_checkpoint(folder: Path) -> Path:
+    """An untrained paper-network checkpoint, for the speed of the line with that model."""
+    from model.checkpoint import save_checkpoint
+
+    meta = {
+        "arch": "deshpande2020",
+        "arch_kwargs": {},
+        "input_size": 100,
+        "threshold": 1.0,
+        "embedding_dim": 5,
+        "train_classes": [],
+    }
+    return save_checkpoint(folder / "paper-untrained.pt", build_network("deshpande2020"), meta)
 
 
 def paper_embedder() -> Embedder:
@@ -118,6 +135,23 @@ def main(argv: list[str] | None = None) -> int:
     latency: LatencyResult | None = None
     with tempfile.TemporaryDirectory() as tmp, fresh_database() as database_url:
         workdir = Path(tmp)
+        paper = paper_checkpoint(workdir)
+        scenarios += [
+            Scenario(
+                f"paper network, batched, {cores} processes x 1 thread",
+                cores,
+                1,
+                32,
+                checkpoint=paper,
+            ),
+            Scenario(
+                f"paper network, unbatched, {cores} processes x 1 thread",
+                cores,
+                1,
+                1,
+                checkpoint=paper,
+            ),
+        ]
         base = prepare_base(workdir, database_url, args.redis_url)
         for scenario in scenarios:
             count = args.images if scenario.batch_size > 1 else max(200, args.images // 3)
@@ -127,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"line     {scenario.name:40s}: {result.images_per_s:8.1f} images/s", flush=True
                 )
-                if scenario.processes == cores and scenario.batch_size > 1:
+                if (
+                    scenario.processes == cores
+                    and scenario.batch_size > 1
+                    and scenario.checkpoint is None
+                ):
                     latency = measure_latency(
                         line, payloads, result.images_per_s / 2, args.latency_seconds
                     )
@@ -138,12 +176,29 @@ def main(argv: list[str] | None = None) -> int:
                     )
         db_kind = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
 
-    write_report(args, embed_rows, paper_rate, len(references), throughput, latency, db_kind, cores)
+    try:
+        profile = profile_worker(args.redis_url)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"profile skipped: {exc}")
+        profile = []
+    write_report(
+        args,
+        embed_rows,
+        paper_rate,
+        len(references),
+        throughput,
+        latency,
+        db_kind,
+        cores,
+        profile,
+    )
     print(f"wrote {args.out}")
     return 0
 
 
-def write_report(args, embed_rows, paper_rate, n_refs, throughput, latency, db_kind, cores) -> None:  # type: ignore[no-untyped-def]
+def write_report(  # type: ignore[no-untyped-def]
+    args, embed_rows, paper_rate, n_refs, throughput, latency, db_kind, cores, profile
+) -> None:
     ceiling64 = {(n, t): r for n, _, t, b, r in embed_rows if b == 64}
     best_ceiling = ceiling64[("default model", cores)]
     by_name = {r.scenario.name: r for r in throughput}
@@ -151,8 +206,11 @@ def write_report(args, embed_rows, paper_rate, n_refs, throughput, latency, db_k
     batched_one = by_name["batched, 1 process x 1 thread"]
     unbatched = by_name[f"unbatched, {cores} processes x 1 thread"]
     best_batched = max(
-        (r for r in throughput if r.scenario.batch_size > 1), key=lambda r: r.images_per_s
+        (r for r in throughput if r.scenario.batch_size > 1 and r.scenario.checkpoint is None),
+        key=lambda r: r.images_per_s,
     )
+    paper_batched = by_name.get(f"paper network, batched, {cores} processes x 1 thread")
+    paper_unbatched = by_name.get(f"paper network, unbatched, {cores} processes x 1 thread")
     lines = [
         "# Benchmarks",
         "",
@@ -178,7 +236,8 @@ def write_report(args, embed_rows, paper_rate, n_refs, throughput, latency, db_k
         "",
         "## End to end: enqueue to committed row",
         "",
-        f"Workers (`celery -A worker worker --pool solo`) with the default model and "
+        f"Workers (`celery -A worker worker --pool solo`) with the default model (or, where "
+        f"named, an untrained paper network: same speed as a trained one) and "
         f"{n_refs} references; the queue is filled while they run and the rate is read "
         "from the rows committed between the 10th and 90th percentile of the run. Peak "
         "memory is each worker process's VmHWM.",
@@ -222,6 +281,17 @@ def write_report(args, embed_rows, paper_rate, n_refs, throughput, latency, db_k
             batched_multi.images_per_s / unbatched.images_per_s,
             3,
         ),
+        *(
+            [
+                ratio_line(
+                    "the same with the paper network as the model",
+                    paper_batched.images_per_s / paper_unbatched.images_per_s,
+                    3,
+                )
+            ]
+            if paper_batched and paper_unbatched
+            else []
+        ),
         ratio_line(
             "best batched end to end / the paper's way", best_batched.images_per_s / paper_rate, 20
         ),
@@ -236,6 +306,35 @@ def write_report(args, embed_rows, paper_rate, n_refs, throughput, latency, db_k
         lines.append(
             f"| p99 latency at half load | {latency.p99_ms:.0f} ms | < 250 ms | {verdict} |"
         )
+    if profile:
+        lines += [
+            "",
+            "## Where a worker's time goes",
+            "",
+            "py-spy samples of one loaded single-threaded worker (batches of 32, images inside "
+            "the messages), from `python -m bench.profile_worker` in the same run. Shares are "
+            "inclusive: a stage counts every sample under it.",
+            "",
+            "| share | stage |",
+            "|---:|---|",
+            *[f"| {share:.1%} | {label.strip()} |" for label, share in profile],
+        ]
+        shares = dict(profile)
+        model = sum(v for k, v in shares.items() if "embed" in k)
+        decode = sum(v for k, v in shares.items() if "decode images" in k)
+        per_message = sum(v for k, v in shares.items() if k.startswith("per message"))
+        lines += [
+            "",
+            f"The model takes {model:.0%} of a worker's time; decoding and checking images "
+            f"{decode:.0%}, and Celery's and Redis's work for each message {per_message:.0%}. "
+            "Those per-image costs are the same batched or not, which is why the end-to-end "
+            "rate stays near half the embedding ceiling and batching gains about 2x rather "
+            "than 3x. The model itself gains little from batches (compare its batch-1 and "
+            "batch-64 rows above): it is a small convolutional network, compute-bound, where "
+            "the paper network is bound by its 160 MB dense layer. On 2 cores, the second "
+            "worker process shares them with Redis, PostgreSQL and the benchmark's producer, "
+            "so 2 processes cannot reach 2x one.",
+        ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
 

@@ -47,6 +47,7 @@ class Scenario:
     threads: int
     batch_size: int
     batch_wait_ms: int = 20
+    checkpoint: Path | None = None  # None: the shipped default model
 
 
 @dataclass

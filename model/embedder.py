@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from model.checkpoint import file_sha256, load_checkpoint
-from model.networks import SiameseNetwork, fuse_conv_bn
+from model.networks import SiameseNetwork, optimize_for_inference
 from model.preprocess import to_model_batch
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.pt"
@@ -84,6 +84,6 @@ def load_embedder(
     path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
     target = resolve_device(device)
     network, meta = load_checkpoint(path, map_location=target)
-    network = fuse_conv_bn(network)
+    network = optimize_for_inference(network)
     version = f"{meta['arch']}-{file_sha256(path)[:12]}"
     return Embedder(network, meta, version, target, threshold)

