@@ -312,8 +312,8 @@ def write_report(  # type: ignore[no-untyped-def]
             "## Where a worker's time goes",
             "",
             "py-spy samples of one loaded single-threaded worker (batches of 32, images inside "
-            "the messages), from `python -m bench.profile_worker` in the same run. Shares are "
-            "inclusive: a stage counts every sample under it.",
+            "the messages), from `python -m bench.profile_worker` in the same run. Each sample "
+            "counts once, in the first stage of this list found on its stack.",
             "",
             "| share | stage |",
             "|---:|---|",
@@ -330,8 +330,10 @@ def write_report(  # type: ignore[no-untyped-def]
             "Those per-image costs are the same batched or not, which is why the end-to-end "
             "rate stays near half the embedding ceiling and batching gains about 2x rather "
             "than 3x. The model itself gains little from batches (compare its batch-1 and "
-            "batch-64 rows above): it is a small convolutional network, compute-bound, where "
-            "the paper network is bound by its 160 MB dense layer. On 2 cores, the second "
+            "batch-64 rows above, against the paper network's): it is a small convolutional "
+            "network, compute-bound, where the paper network is bound by its 160 MB dense "
+            "layer; even with the paper network in the workers, batching gains about 2x, "
+            "because the per-message costs stay. On 2 cores, the second "
             "worker process shares them with Redis, PostgreSQL and the benchmark's producer, "
             "so 2 processes cannot reach 2x one.",
         ]
