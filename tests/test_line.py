@@ -23,6 +23,7 @@ from core.tables import Inspection
 from producer.client import InspectionClient
 from tests.conftest import (
     ROOT,
+    SAMPLE,
     count_rows,
     login,
     sample_images,
@@ -207,3 +208,43 @@ def test_malformed_messages_become_rejected_rows(settings, start_worker, tmp_pat
     assert rows[ids["inside inbox"]].status == "flagged"
     assert rows[positional_id].status == "rejected"
     assert "keyword arguments only" in rows[positional_id].error
+
+
+def test_workers_pick_up_reference_changes_without_restarting(settings, start_worker):
+    from core.references import add_reference
+    from core.tables import Reference, ReferenceEmbedding
+
+    store = BlobStore(settings.blob_dir)
+    crazing = sorted((SAMPLE / "crazing").glob("*.png"))[0].read_bytes()
+    probe = sorted((SAMPLE / "scratches").glob("*.png"))[3].read_bytes()
+    with session_scope(settings.database_url) as session:
+        first_id = add_reference(session, store, crazing, "crazing", "defect", "test").id
+    start_worker(settings)
+
+    def inspect_probe(expected_rows: int) -> Inspection:
+        with InspectionClient(settings) as client:
+            job_id = client.submit_bytes(probe, "ref-cam")
+        wait_for_rows(settings.database_url, expected_rows, 60)
+        with session_scope(settings.database_url) as session:
+            return session.scalar(select(Inspection).where(Inspection.job_id == job_id))
+
+    before = inspect_probe(1)
+    assert before.label != "scratches" and len(before.distances) == 1
+
+    with session_scope(settings.database_url) as session:  # a supervisor teaches a new class
+        added = add_reference(session, store, probe, "scratches", "defect", "test")
+        added_id = added.id
+    taught = inspect_probe(2)
+    assert (taught.status, taught.label) == ("flagged", "scratches")
+    assert taught.nearest_reference_id == added_id and taught.dissimilarity < 1e-3
+    assert len(taught.distances) == 2
+
+    with session_scope(settings.database_url) as session:  # ... and takes it back
+        session.get(Reference, added_id).active = False
+    after = inspect_probe(3)
+    assert after.label != "scratches" and len(after.distances) == 1
+
+    with session_scope(settings.database_url) as session:  # each embedded once per model
+        rows = session.scalars(select(ReferenceEmbedding)).all()
+        assert sorted(r.reference_id for r in rows) == sorted({first_id, added_id})
+        assert len({r.model_version for r in rows}) == 1
