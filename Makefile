@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench lint format venv system-deps services clean
+.PHONY: demo test bench lint format venv system-deps services screenshots clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # Debian packages the tests use: docker-compose (validates docker-compose.yml
-# without a Docker engine). Installed only when missing.
+# without a Docker engine) and chromium (the browser tests). Installed only when missing.
 system-deps:
 	@scripts/install_system_deps.sh
 
@@ -29,8 +29,12 @@ demo: venv
 test: venv system-deps services
 	$(PY) -m pytest
 
-bench: venv
+bench: venv services
 	$(PY) -m bench
+
+# Re-take the screenshots in docs/screenshots/ (the browser test, in Chromium).
+screenshots: venv system-deps services
+	SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q tests/test_browser.py
 
 lint: venv
 	$(VENV)/bin/ruff check .

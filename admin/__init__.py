@@ -6,9 +6,10 @@ An app factory in the style of Flask's tutorial: one blueprint per concern,
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from flask import Flask, redirect, request, url_for
+from flask import Flask, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFProtect
 
@@ -16,7 +17,8 @@ from core.settings import get_settings
 
 csrf = CSRFProtect()
 
-# Endpoints reachable without a session: the login page and static files.
+# Endpoints reachable without a session: the login page and static files. The
+# JSON API authenticates every request itself, with a bearer token.
 PUBLIC_ENDPOINTS = {"auth.login", "static"}
 
 
@@ -26,6 +28,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(
         SECRET_KEY=settings.secret_key,
         DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
         BLOB_DIR=str(settings.blob_dir),
         MAX_CONTENT_LENGTH=settings.max_image_bytes * 2 + 1024 * 1024,
         SESSION_COOKIE_HTTPONLY=True,
@@ -33,23 +36,47 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SECURE=settings.cookie_secure,
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SECURE=settings.cookie_secure,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
         PAGE_SIZE=25,
     )
     if test_config:
         app.config.update(test_config)
 
-    from admin import auth, cli, db, images, inspections
+    from admin import (
+        api,
+        auth,
+        cli,
+        compare,
+        dashboard,
+        db,
+        images,
+        inspections,
+        references,
+        thresholds,
+        users,
+    )
 
     db.init_app(app)
     auth.init_app(app)
     cli.init_app(app)
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(inspections.bp)
-    app.register_blueprint(images.bp)
+    for blueprint in (
+        auth.bp,
+        inspections.bp,
+        images.bp,
+        references.bp,
+        compare.bp,
+        dashboard.bp,
+        thresholds.bp,
+        users.bp,
+        api.bp,
+    ):
+        app.register_blueprint(blueprint)
 
     @app.before_request
     def require_login() -> Any:
         # One guard for every route, so a new page cannot forget its login check.
+        if request.blueprint == "api":
+            return None  # bearer tokens, checked by the API blueprint
         if request.endpoint in PUBLIC_ENDPOINTS or current_user.is_authenticated:
             return None
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
@@ -57,12 +84,25 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # After the login guard, so an anonymous request is sent to log in first;
     # every state-changing request of a session then needs a CSRF token.
     csrf.init_app(app)
+    csrf.exempt(api.bp)
+
+    @app.errorhandler(403)
+    def forbidden(_exc: Any) -> Any:
+        return render_template("error.html", code=403, message="Only admins may do that."), 403
+
+    @app.errorhandler(404)
+    def not_found(_exc: Any) -> Any:
+        return render_template("error.html", code=404, message="There is nothing here."), 404
 
     @app.after_request
     def security_headers(response: Any) -> Any:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'",
+        )
         return response
 
     return app

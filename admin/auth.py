@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+from flask import session as cookie_session
 from flask_login import LoginManager, UserMixin, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -15,6 +16,7 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from admin.db import get_db
+from admin.throttle import clear_failures, minutes_locked, record_failure
 from core.tables import ROLES, User
 
 bp = Blueprint("auth", __name__)
@@ -70,17 +72,28 @@ def safe_next(target: str | None) -> str:
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc:
             return target
-    return url_for("inspections.flagged")
+    return url_for("inspections.queue")
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     form = LoginForm()
     if form.validate_on_submit():
-        user = get_db().scalar(select(User).where(User.username == form.username.data))
+        db = get_db()
+        username, address = form.username.data.strip(), request.remote_addr or "unknown"
+        locked = minutes_locked(db, username, address)
+        if locked:
+            flash(f"Too many failed logins. Try again in {locked} minute(s).", "error")
+            return render_template("login.html", form=form), 429
+        user = db.scalar(select(User).where(User.username == username))
         if user and user.active and check_password_hash(user.password_hash, form.password.data):
+            clear_failures(db, username)
+            db.commit()
+            cookie_session.clear()  # a fresh session on login: no fixation
             login_user(SessionUser(user))
             return redirect(safe_next(request.args.get("next")))
+        record_failure(db, username, address)
+        db.commit()
         flash("Wrong user name or password.", "error")
     return render_template("login.html", form=form)
 

@@ -85,7 +85,23 @@ def seed_references_command(folder: Path) -> None:
         click.echo("every label in that folder has a reference already; nothing added")
 
 
+@click.command("create-token")
+@click.argument("name")
+@with_appcontext
+def create_token_command(name: str) -> None:
+    """Create an API token for the plant system NAME; printed once, stored as a hash."""
+    from admin.users import new_api_token
+
+    try:
+        with session_scope(current_app.config["DATABASE_URL"]) as session:
+            token = new_api_token(session, name, "cli")
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(token)
+
+
 def init_app(app: Flask) -> None:
+    app.cli.add_command(create_token_command)
     app.cli.add_command(create_user_command)
     app.cli.add_command(add_reference_command)
     app.cli.add_command(seed_references_command)

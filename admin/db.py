@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import lru_cache
+from typing import Any
+
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session
 
 from core.blobs import BlobStore
 from core.db import get_sessionmaker
+from core.queue import make_client
+from core.settings import get_settings
 
 
 def get_db() -> Session:
@@ -17,6 +23,16 @@ def get_db() -> Session:
 
 def get_store() -> BlobStore:
     return BlobStore(current_app.config["BLOB_DIR"])
+
+
+@lru_cache(maxsize=4)
+def _celery_client(redis_url: str) -> Any:
+    return make_client(replace(get_settings(), redis_url=redis_url))
+
+
+def get_celery_client() -> Any:
+    """A send-only Celery client for this app's Redis, made once per process."""
+    return _celery_client(current_app.config["REDIS_URL"])
 
 
 def close_db(_exc: BaseException | None = None) -> None:

@@ -1,39 +1,133 @@
-"""The flagged-defects queue and the inspection detail page."""
+"""The flagged-defects queue, the inspection detail page and the review actions."""
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
-from sqlalchemy import func, select
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask_login import current_user
+from sqlalchemy import select
 
+from admin.auth import safe_next
 from admin.db import get_db
-from core.tables import Inspection, Reference
+from admin.queue import (
+    SORTS,
+    QueueFilter,
+    bounded_count,
+    distinct_values,
+    fetch_page,
+    next_pending,
+)
+from core.tables import REVIEW_STATES, STATUSES, Inspection, Reference, utcnow
 
 bp = Blueprint("inspections", __name__)
+REVIEW_ACTIONS = {"confirm": "confirmed", "false_alarm": "false_alarm", "relabel": "relabeled"}
+CSV_LIMIT = 100_000
 
 
 @bp.route("/")
 def index() -> Any:
-    return redirect(url_for("inspections.flagged"))
+    return redirect(url_for("inspections.queue"))
 
 
 @bp.route("/flagged")
 def flagged() -> Any:
-    """Flagged inspections, newest first, a page at a time."""
+    """The original address of the queue."""
+    return redirect(url_for("inspections.queue", **request.args))
+
+
+@bp.route("/inspections")
+def queue() -> Any:
     db = get_db()
-    page_size = current_app.config["PAGE_SIZE"]
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
-    total = db.scalar(select(func.count()).where(Inspection.status == "flagged")) or 0
-    rows = db.scalars(
-        select(Inspection)
-        .where(Inspection.status == "flagged")
-        .order_by(Inspection.processed_at.desc(), Inspection.id.desc())
-        .limit(page_size)
-        .offset((page - 1) * page_size)
-    ).all()
-    pages = max((total + page_size - 1) // page_size, 1)
-    return render_template("flagged.html", rows=rows, page=page, pages=pages, total=total)
+    f = QueueFilter.from_args(request.args)
+    rows, next_cursor = fetch_page(
+        db, f, request.args.get("after"), current_app.config["PAGE_SIZE"]
+    )
+    total, more = bounded_count(db, f)
+    return render_template(
+        "queue.html",
+        rows=rows,
+        f=f,
+        next_cursor=next_cursor,
+        total=total,
+        more=more,
+        first_page=not request.args.get("after"),
+        sorts=SORTS,
+        statuses=STATUSES,
+        review_states=REVIEW_STATES,
+        cameras=distinct_values(db, Inspection.camera),
+        labels=label_choices(db),
+    )
+
+
+def label_choices(db: Any) -> list[str]:
+    labels = set(distinct_values(db, Inspection.label))
+    labels |= set(db.scalars(select(Reference.label).distinct()))
+    return sorted(labels)
+
+
+@bp.route("/inspections.csv")
+def export_csv() -> Any:
+    """The filtered queue as CSV (at most CSV_LIMIT rows), streamed."""
+    f = QueueFilter.from_args(request.args)
+    db = get_db()
+    columns = [
+        "id",
+        "job_id",
+        "camera",
+        "status",
+        "label",
+        "dissimilarity",
+        "threshold",
+        "model_version",
+        "captured_at",
+        "processed_at",
+        "review_state",
+        "review_label",
+        "reviewed_by",
+        "reviewed_at",
+        "review_comment",
+        "error",
+    ]
+
+    def generate() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        after, sent = None, 0
+        while sent < CSV_LIMIT:
+            rows, after = fetch_page(db, f, after, 1000)
+            for row in rows:
+                writer.writerow([_csv_value(getattr(row, c)) for c in columns])
+            sent += len(rows)
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            if after is None:
+                break
+
+    headers = {"Content-Disposition": "attachment; filename=inspections.csv"}
+    return Response(stream_with_context(generate()), mimetype="text/csv", headers=headers)
+
+
+def _csv_value(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return "" if value is None else value
 
 
 @bp.route("/inspections/<int:inspection_id>")
@@ -47,8 +141,75 @@ def detail(inspection_id: int) -> Any:
         if inspection.nearest_reference_id
         else None
     )
+    following = next_pending(db, inspection)
     distances = inspection.distances or []
-    longest = max([d["distance"] for d in distances] + [inspection.threshold or 0.0, 1e-9])
+    chart_items = [
+        (f"#{d['reference_id']} {d['label']} ({d['kind']})", d["distance"]) for d in distances
+    ]
     return render_template(
-        "detail.html", inspection=inspection, nearest=nearest, distances=distances, longest=longest
+        "detail.html",
+        inspection=inspection,
+        nearest=nearest,
+        distances=distances,
+        chart_items=chart_items,
+        following=following,
+        labels=label_choices(db),
     )
+
+
+def apply_review(
+    inspection: Inspection, action: str, label: str, comment: str, reviewer: str | None = None
+) -> None:
+    """Record a review (who and when, always): the logged-in user unless ``reviewer``."""
+    if action not in REVIEW_ACTIONS and action != "comment":
+        raise ValueError(f"unknown review action {action!r}")
+    if action == "relabel" and not label.strip():
+        raise ValueError("choose the label the image should have")
+    if action != "comment":
+        inspection.review_state = REVIEW_ACTIONS[action]
+        inspection.review_label = label.strip() if action == "relabel" else inspection.label
+    if comment.strip():
+        inspection.review_comment = comment.strip()[:2000]
+    inspection.reviewed_by = (reviewer or current_user.username)[:80]
+    inspection.reviewed_at = utcnow()
+
+
+@bp.route("/inspections/<int:inspection_id>/review", methods=["POST"])
+def review(inspection_id: int) -> Any:
+    db = get_db()
+    inspection = db.get(Inspection, inspection_id)
+    if inspection is None:
+        abort(404)
+    action = request.form.get("action", "")
+    try:
+        apply_review(
+            inspection, action, request.form.get("label", ""), request.form.get("comment", "")
+        )
+    except ValueError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("inspections.detail", inspection_id=inspection_id))
+    following = next_pending(db, inspection)
+    db.commit()
+    flash(f"Inspection {inspection_id}: {inspection.review_state.replace('_', ' ')}.", "info")
+    if request.form.get("then") == "queue":
+        return redirect(safe_next(request.form.get("back")))
+    if request.form.get("then") == "next" and following is not None:
+        return redirect(url_for("inspections.detail", inspection_id=following.id))
+    return redirect(url_for("inspections.detail", inspection_id=inspection_id))
+
+
+@bp.route("/inspections/bulk", methods=["POST"])
+def bulk_review() -> Any:
+    """Confirm (or mark as false alarms) every selected inspection at once."""
+    db = get_db()
+    action = request.form.get("action", "confirm")
+    ids = [int(i) for i in request.form.getlist("ids") if i.isdigit()]
+    if action not in ("confirm", "false_alarm") or not ids:
+        flash("Select inspections first, then confirm them or mark them as false alarms.", "error")
+    else:
+        rows = db.scalars(select(Inspection).where(Inspection.id.in_(ids))).all()
+        for row in rows:
+            apply_review(row, action, "", "")
+        db.commit()
+        flash(f"{len(rows)} inspection(s) {REVIEW_ACTIONS[action].replace('_', ' ')}.", "info")
+    return redirect(safe_next(request.form.get("back")))

@@ -34,6 +34,7 @@ from bench.line import (
 )
 from bench.paper_way import paper_way_throughput
 from bench.profile_worker import profile_worker
+from bench.queue_pages import measure as measure_queue_pages
 from model import load_embedder
 from model.embedder import Embedder
 from model.networks import build_network
@@ -116,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
     )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument(
+        "--queue-rows",
+        type=int,
+        default=1_000_000,
+        help="rows for the queue-page benchmark (0: skip it)",
+    )
     args = parser.parse_args(argv)
     cores = os.cpu_count() or 1
 
@@ -176,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                     )
         db_kind = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
 
+    pages = measure_queue_pages(args.queue_rows) if args.queue_rows else []
+    for timing in pages:
+        print(f"queue    {timing.name:45s}: {timing.milliseconds:7.1f} ms")
     try:
         profile = profile_worker(args.redis_url)
     except (OSError, subprocess.CalledProcessError) as exc:
@@ -197,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_report(  # type: ignore[no-untyped-def]
-    args, embed_rows, paper_rate, n_refs, throughput, latency, db_kind, cores, profile
+    args, embed_rows, paper_rate, n_refs, throughput, latency, db_kind, cores, profile, pages
 ) -> None:
     ceiling64 = {(n, t): r for n, _, t, b, r in embed_rows if b == 64}
     best_ceiling = ceiling64[("default model", cores)]
@@ -336,6 +346,19 @@ def write_report(  # type: ignore[no-untyped-def]
             "because the per-message costs stay. On 2 cores, the second "
             "worker process shares them with Redis, PostgreSQL and the benchmark's producer, "
             "so 2 processes cannot reach 2x one.",
+        ]
+    if pages:
+        lines += [
+            "",
+            f"## The supervisors' queue at {args.queue_rows:,} rows",
+            "",
+            "Median of 5 runs of the queries behind one page of the queue (25 rows), on "
+            "PostgreSQL filled by `bench/queue_pages.py`. Pages are fetched by keyset, so a "
+            "page deep in the queue costs what the first does.",
+            "",
+            "| query | ms |",
+            "|---|---:|",
+            *[f"| {t.name} | {t.milliseconds:.1f} |" for t in pages],
         ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

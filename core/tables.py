@@ -130,7 +130,9 @@ class Inspection(Base):
 
     __tablename__ = "inspections"
     __table_args__ = (
-        Index("ix_inspections_status_processed_at", "status", "processed_at"),
+        # Keyset pagination of the queue: newest first, per status, then by id.
+        Index("ix_inspections_status_processed_at_id", "status", "processed_at", "id"),
+        Index("ix_inspections_processed_at_id", "processed_at", "id"),
         Index("ix_inspections_camera_processed_at", "camera", "processed_at"),
     )
 
@@ -141,7 +143,7 @@ class Inspection(Base):
     label: Mapped[str | None] = mapped_column(String(80), index=True)
     dissimilarity: Mapped[float | None] = mapped_column(Float)
     nearest_reference_id: Mapped[int | None] = mapped_column(
-        ForeignKey("references.id", ondelete="SET NULL")
+        ForeignKey("references.id", ondelete="SET NULL"), index=True
     )
     # [{"reference_id", "label", "kind", "distance"}], nearest first
     distances: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
@@ -163,3 +165,57 @@ class Inspection(Base):
     review_comment: Mapped[str | None] = mapped_column(Text)
 
     nearest_reference: Mapped[Reference | None] = relationship()
+
+
+class ThresholdSetting(Base):
+    """A match threshold set by an admin: for one label, or for all (label ``*``)."""
+
+    __tablename__ = "thresholds"
+
+    label: Mapped[str] = mapped_column(String(80), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    updated_by: Mapped[str] = mapped_column(String(80))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ThresholdChange(Base):
+    """The audit trail of threshold settings: who changed what, when, from and to."""
+
+    __tablename__ = "threshold_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String(80))
+    old_value: Mapped[float | None] = mapped_column(Float)  # None: was not set
+    new_value: Mapped[float | None] = mapped_column(Float)  # None: removed
+    changed_by: Mapped[str] = mapped_column(String(80))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class LoginFailure(Base):
+    """A failed login, kept for throttling repeated guesses."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_username_at", "username", "at"),
+        Index("ix_login_failures_address_at", "address", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(80))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """A token a plant system uses for the JSON API; only its hash is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))  # shown in lists, to tell tokens apart
+    active: Mapped[bool] = mapped_column(default=True)
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

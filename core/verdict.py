@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from core.tables import UNKNOWN_LABEL
+from core.thresholds import GLOBAL, Thresholds
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,20 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt((diff * diff).sum(axis=2))
 
 
-def decide(distances_to_refs: np.ndarray, references: ReferenceSet, threshold: float) -> Verdict:
-    """The verdict for one image given its distances (M,) to every reference."""
+def as_thresholds(threshold: float | Thresholds) -> Thresholds:
+    return threshold if isinstance(threshold, Thresholds) else Thresholds(float(threshold))
+
+
+def decide(
+    distances_to_refs: np.ndarray, references: ReferenceSet, threshold: float | Thresholds
+) -> Verdict:
+    """The verdict for one image given its distances (M,) to every reference.
+
+    The threshold that applies is the one for the nearest reference's label.
+    """
+    thresholds = as_thresholds(threshold)
     if len(references) == 0:
-        return Verdict("flagged", UNKNOWN_LABEL, None, None, threshold, [])
+        return Verdict("flagged", UNKNOWN_LABEL, None, None, thresholds.for_label(GLOBAL), [])
     order = np.argsort(distances_to_refs, kind="stable")
     table = [
         {
@@ -69,6 +80,7 @@ def decide(distances_to_refs: np.ndarray, references: ReferenceSet, threshold: f
     nearest = int(order[0])
     distance = float(distances_to_refs[nearest])
     ref_id = references.ids[nearest]
+    threshold = thresholds.for_label(references.labels[nearest])
     if distance > threshold:
         return Verdict("flagged", UNKNOWN_LABEL, distance, ref_id, threshold, table)
     if references.kinds[nearest] == "ok":
@@ -77,7 +89,7 @@ def decide(distances_to_refs: np.ndarray, references: ReferenceSet, threshold: f
 
 
 def decide_batch(
-    embeddings: np.ndarray, references: ReferenceSet, threshold: float
+    embeddings: np.ndarray, references: ReferenceSet, threshold: float | Thresholds
 ) -> Sequence[Verdict]:
     """Verdicts for (N, D) embeddings against the same references, in one matrix op."""
     if len(references) == 0:

@@ -19,6 +19,7 @@ def app(settings):
         {
             "DATABASE_URL": settings.database_url,
             "BLOB_DIR": str(settings.blob_dir),
+            "REDIS_URL": settings.redis_url,
             "SECRET_KEY": "test-secret",
         }
     )
@@ -63,18 +64,25 @@ def test_add_reference_command(app, settings, tmp_path):
         assert [(r.label, r.kind, r.active) for r in references] == [("scratches", "defect", True)]
 
 
-def test_every_page_but_login_requires_a_session(app):
+def test_every_route_refuses_anonymous_access(app):
+    """Pages send an anonymous visitor to log in; the JSON API answers 401."""
     client = app.test_client()
+    checked = 0
     for rule in app.url_map.iter_rules():
         if rule.endpoint in PUBLIC_ENDPOINTS:
             continue
         path = re.sub(
             r"<(?:int:)?([^>]+)>", lambda m: "1" if "int:" in m.group(0) else "a" * 64, rule.rule
         )
-        method = "GET" if "GET" in rule.methods else "POST"
-        response = client.open(path, method=method)
-        assert response.status_code == 302, (rule.rule, response.status_code)
-        assert "/login" in response.headers["Location"], rule.rule
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            response = client.open(path, method=method)
+            checked += 1
+            if rule.endpoint.startswith("api."):
+                assert response.status_code == 401, (method, rule.rule, response.status_code)
+                continue
+            assert response.status_code == 302, (method, rule.rule, response.status_code)
+            assert "/login" in response.headers["Location"], rule.rule
+    assert checked > 25
 
 
 def test_login_needs_csrf_and_the_right_password(app, settings):
@@ -92,12 +100,12 @@ def test_login_needs_csrf_and_the_right_password(app, settings):
         data={"csrf_token": csrf_token(client), "username": "dee", "password": "right-password"},
     )
     assert right.status_code == 302 and right.headers["Location"].endswith("/flagged")
-    assert client.get("/flagged").status_code == 200
+    assert client.get("/inspections").status_code == 200
     # logging out is a POST with a CSRF token, and ends the session
     assert client.post("/logout").status_code == 400
-    token = csrf_token(client, "/flagged")
+    token = csrf_token(client, "/inspections")
     assert client.post("/logout", data={"csrf_token": token}).status_code == 302
-    assert client.get("/flagged").status_code == 302
+    assert client.get("/inspections").status_code == 302
 
 
 def test_login_never_redirects_off_site(app):
@@ -107,4 +115,4 @@ def test_login_never_redirects_off_site(app):
         "/login?next=//evil.example/x",
         data={"csrf_token": csrf_token(client), "username": "eve", "password": "right-password"},
     )
-    assert response.headers["Location"] == "/flagged"
+    assert response.headers["Location"] == "/inspections"

@@ -105,6 +105,7 @@ def check_admin_shows_flagged_rows(settings) -> None:
         {
             "DATABASE_URL": settings.database_url,
             "BLOB_DIR": str(settings.blob_dir),
+            "REDIS_URL": settings.redis_url,
             "SECRET_KEY": "test",
         }
     )
@@ -116,13 +117,13 @@ def check_admin_shows_flagged_rows(settings) -> None:
             .order_by(Inspection.processed_at.desc(), Inspection.id.desc())
         ).first()
     client = app.test_client()
-    for path in ("/", "/flagged", f"/inspections/{newest.id}", f"/images/{newest.image_key}"):
+    for path in ("/", "/inspections", f"/inspections/{newest.id}", f"/images/{newest.image_key}"):
         response = client.get(path)
         assert response.status_code == 302, path
         assert "/login" in response.headers["Location"], path
 
     assert login(client, "sue", "correct horse battery").status_code == 302
-    page = client.get("/flagged").get_data(as_text=True)
+    page = client.get("/inspections").get_data(as_text=True)
     assert page.count("data-inspection-id=") == 25  # a full first page
     assert f'data-inspection-id="{newest.id}"' in page
     assert "line-test" in page
@@ -248,3 +249,27 @@ def test_workers_pick_up_reference_changes_without_restarting(settings, start_wo
         rows = session.scalars(select(ReferenceEmbedding)).all()
         assert sorted(r.reference_id for r in rows) == sorted({first_id, added_id})
         assert len({r.model_version for r in rows}) == 1
+
+
+def test_workers_follow_threshold_changes_without_restarting(settings, start_worker):
+    from core.thresholds import set_threshold
+
+    seed_references(settings)
+    start_worker(settings)
+    probe = sorted((SAMPLE / "scratches").glob("*.png"))[0].read_bytes()  # a reference itself
+
+    def inspect_probe(expected_rows: int) -> Inspection:
+        with InspectionClient(settings) as client:
+            job_id = client.submit_bytes(probe, "threshold-cam")
+        wait_for_rows(settings.database_url, expected_rows, 60)
+        with session_scope(settings.database_url) as session:
+            return session.scalar(select(Inspection).where(Inspection.job_id == job_id))
+
+    assert inspect_probe(1).label == "scratches"
+    with session_scope(settings.database_url) as session:
+        set_threshold(session, "scratches", 1e-9, "test")  # nothing is that close
+    tightened = inspect_probe(2)
+    assert (tightened.label, tightened.threshold) == ("unknown", 1e-9)
+    with session_scope(settings.database_url) as session:
+        set_threshold(session, "scratches", None, "test")
+    assert inspect_probe(3).label == "scratches"

@@ -30,6 +30,7 @@ from core.references import ReferenceCache, register_model_version
 from core.results import insert_inspections
 from core.settings import Settings
 from core.tables import utcnow
+from core.thresholds import ThresholdCache
 from core.verdict import decide_batch
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class WorkerRuntime:
     embedder: Any  # model.Embedder
     store: BlobStore
     references: ReferenceCache
+    thresholds: ThresholdCache
 
     @classmethod
     def load(cls, settings: Settings, threads: int | None = None) -> WorkerRuntime:
@@ -68,7 +70,13 @@ class WorkerRuntime:
             torch.get_num_threads(),
             embedder.threshold,
         )
-        return cls(settings, embedder, store, ReferenceCache(embedder, store))
+        return cls(
+            settings,
+            embedder,
+            store,
+            ReferenceCache(embedder, store),
+            ThresholdCache(embedder.threshold),
+        )
 
 
 @dataclass
@@ -201,8 +209,8 @@ def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[
     )
     with session_scope(runtime.settings.database_url) as session:
         references = runtime.references.get(session)
-        threshold = runtime.embedder.threshold
-        verdicts = decide_batch(embeddings, references, threshold) if good else []
+        thresholds = runtime.thresholds.get(session)
+        verdicts = decide_batch(embeddings, references, thresholds) if good else []
         processed_at = datetime.now(UTC)
         rows = [rejected_row(p, processed_at) for p in batch if p.image is None]
         for pending, verdict in zip(good, verdicts, strict=True):

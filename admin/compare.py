@@ -1,0 +1,84 @@
+"""Compare: the original desktop tool in the browser. Two images in, "Detect Defect",
+their dissimilarity, the model's same/different call, and each one's nearest reference."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import numpy as np
+from flask import Blueprint, render_template
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from PIL import Image
+
+from admin.db import get_db, get_store
+from admin.model import get_embedder, get_reference_cache
+from core.images import ImageRejected, decode_image
+from core.settings import get_settings
+from core.thresholds import GLOBAL, ThresholdCache
+from core.verdict import decide_batch
+
+bp = Blueprint("compare", __name__)
+
+
+class CompareForm(FlaskForm):
+    first = FileField("First image", validators=[FileRequired()])
+    second = FileField("Second image", validators=[FileRequired()])
+
+
+def preview(image: Image.Image, side: int = 300) -> str:
+    """A PNG data URI of ``image``, to show an upload without storing it."""
+    shown = image.convert("L") if image.mode not in ("L", "RGB") else image.copy()
+    shown.thumbnail((side, side))
+    buffer = io.BytesIO()
+    shown.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+@bp.route("/compare", methods=["GET", "POST"])
+def compare() -> Any:
+    form = CompareForm()
+    result: dict[str, Any] | None = None
+    errors: list[str] = []
+    if form.validate_on_submit():
+        settings = get_settings()
+        images = []
+        for field in (form.first, form.second):
+            try:
+                images.append(
+                    decode_image(
+                        field.data.read(), settings.max_image_bytes, settings.max_image_pixels
+                    )
+                )
+            except ImageRejected as exc:
+                errors.append(f"{field.label.text}: {exc}")
+        if not errors:
+            result = compare_images(images)
+    elif form.is_submitted():
+        errors = [e for field_errors in form.errors.values() for e in field_errors]
+    return render_template("compare.html", form=form, result=result, errors=errors)
+
+
+def compare_images(images: list[Image.Image]) -> dict[str, Any]:
+    embedder = get_embedder()
+    db = get_db()
+    codes = embedder.embed(images)
+    references = get_reference_cache(get_store(), db).get(db)
+    thresholds = ThresholdCache(embedder.threshold).get(db)
+    db.commit()  # reference embeddings computed on the way are kept
+    distance = float(np.linalg.norm(codes[0] - codes[1]))
+    threshold = thresholds.for_label(GLOBAL)
+    verdicts = decide_batch(codes, references, thresholds) if len(references) else [None, None]
+    return {
+        "distance": distance,
+        "threshold": threshold,
+        "same": distance <= threshold,
+        "model_version": embedder.version,
+        "images": [preview(image) for image in images],
+        "nearest": [
+            (v.distances[0] if v and v.distances else None, v.label if v else None)
+            for v in verdicts
+        ],
+    }

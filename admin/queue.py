@@ -1,0 +1,169 @@
+"""The inspection queue: filters, sort orders and keyset pagination.
+
+Pages are fetched by keyset ("the rows after this one in this order"), never by
+OFFSET, so page 5,000 costs what page 1 costs; with the indexes on
+(status, processed_at, id) and (processed_at, id) the newest-first queue stays
+fast at millions of rows. Counts are bounded for the same reason.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from core.tables import REVIEW_STATES, STATUSES, Inspection
+
+COUNT_LIMIT = 10_000
+
+
+def _sort_key(name: str) -> ColumnElement[Any]:
+    if name in ("newest", "oldest"):
+        return Inspection.processed_at
+    return func.coalesce(Inspection.dissimilarity, -1.0)
+
+
+# sort name -> (descending?, label)
+SORTS = {
+    "newest": (True, "newest first"),
+    "oldest": (False, "oldest first"),
+    "dissimilar": (True, "most dissimilar first"),
+    "similar": (False, "least dissimilar first"),
+}
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass
+class QueueFilter:
+    status: str = "flagged"  # "" for any status
+    camera: str = ""
+    label: str = ""
+    review: str = ""
+    since: str = ""  # ISO 8601, as typed in the form
+    until: str = ""
+    sort: str = "newest"
+
+    @classmethod
+    def from_args(cls, args: Any) -> QueueFilter:
+        f = cls(**{k: (args.get(k) or "").strip() for k in cls.__dataclass_fields__ if k in args})
+        if "status" not in args:
+            f.status = "flagged"
+        if f.status not in ("", *STATUSES):
+            f.status = "flagged"
+        if f.review not in ("", *REVIEW_STATES):
+            f.review = ""
+        if f.sort not in SORTS:
+            f.sort = "newest"
+        return f
+
+    def as_args(self) -> dict[str, str]:
+        return {k: v for k, v in asdict(self).items() if v or k == "status"}
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        where: list[ColumnElement[bool]] = []
+        if self.status:
+            where.append(Inspection.status == self.status)
+        if self.camera:
+            where.append(Inspection.camera == self.camera)
+        if self.label:
+            where.append(Inspection.label == self.label)
+        if self.review:
+            where.append(Inspection.review_state == self.review)
+        if since := parse_time(self.since):
+            where.append(Inspection.processed_at >= since)
+        if until := parse_time(self.until):
+            where.append(Inspection.processed_at < until)
+        return where
+
+
+def encode_cursor(row: Inspection, sort: str) -> str:
+    """An opaque, URL-safe position: the row's sort value and id."""
+    if sort in ("newest", "oldest"):
+        value = row.processed_at.isoformat()
+    else:
+        value = repr(row.dissimilarity if row.dissimilarity is not None else -1.0)
+    return base64.urlsafe_b64encode(f"{value}~{row.id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str) -> tuple[Any, int] | None:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        value, row_id = text.rsplit("~", 1)
+        key: Any = parse_time(value) if sort in ("newest", "oldest") else float(value)
+        return (key, int(row_id)) if key is not None else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def fetch_page(
+    db: Session, f: QueueFilter, after: str | None, size: int
+) -> tuple[list[Inspection], str | None]:
+    """One page of the queue and the cursor of the next (None on the last page)."""
+    descending, _ = SORTS[f.sort]
+    key = _sort_key(f.sort)
+    query = select(Inspection).where(*f.conditions())
+    position = decode_cursor(after, f.sort) if after else None
+    if position is not None:
+        value, row_id = position
+        if descending:
+            query = query.where(or_(key < value, and_(key == value, Inspection.id < row_id)))
+        else:
+            query = query.where(or_(key > value, and_(key == value, Inspection.id > row_id)))
+    order = (key.desc(), Inspection.id.desc()) if descending else (key.asc(), Inspection.id.asc())
+    rows = list(db.scalars(query.order_by(*order).limit(size + 1)))
+    next_cursor = encode_cursor(rows[size - 1], f.sort) if len(rows) > size else None
+    return rows[:size], next_cursor
+
+
+def bounded_count(db: Session, f: QueueFilter) -> tuple[int, bool]:
+    """How many rows match, counting at most COUNT_LIMIT (and whether it stopped there)."""
+    inner = select(Inspection.id).where(*f.conditions()).limit(COUNT_LIMIT + 1).subquery()
+    count = db.scalar(select(func.count()).select_from(inner)) or 0
+    return min(count, COUNT_LIMIT), count > COUNT_LIMIT
+
+
+def next_pending(db: Session, current: Inspection | None) -> Inspection | None:
+    """The next flagged inspection awaiting review, in queue order (newest first)."""
+    base = select(Inspection).where(
+        Inspection.status == "flagged", Inspection.review_state == "pending"
+    )
+    if current is not None:
+        older = base.where(
+            or_(
+                Inspection.processed_at < current.processed_at,
+                and_(Inspection.processed_at == current.processed_at, Inspection.id < current.id),
+            )
+        )
+        row = db.scalar(
+            older.order_by(Inspection.processed_at.desc(), Inspection.id.desc()).limit(1)
+        )
+        if row is not None:
+            return row
+    return db.scalar(
+        base.where(Inspection.id != (current.id if current else -1))
+        .order_by(Inspection.processed_at.desc(), Inspection.id.desc())
+        .limit(1)
+    )
+
+
+def distinct_values(db: Session, column: Any, limit: int = 200) -> list[str]:
+    """Values for a filter's drop-down (cameras, labels)."""
+    return [
+        v
+        for v in db.scalars(
+            select(column).where(column.is_not(None)).distinct().order_by(column).limit(limit)
+        )
+    ]

@@ -1,0 +1,127 @@
+"""Users and API tokens (admins only)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+
+from admin.auth import MIN_PASSWORD_LENGTH, create_user
+from admin.db import get_db
+from admin.roles import admin_required
+from core.tables import ROLES, ApiToken, User
+
+bp = Blueprint("users", __name__, url_prefix="/users")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_api_token(db: Any, name: str, created_by: str) -> str:
+    """Create a token; returns it in clear (shown once, stored only as a hash)."""
+    name = name.strip()
+    if not name:
+        raise ValueError("name the token after the system that will use it")
+    token = "si_" + secrets.token_urlsafe(32)
+    db.add(
+        ApiToken(
+            name=name[:80], token_hash=hash_token(token), prefix=token[:10], created_by=created_by
+        )
+    )
+    return token
+
+
+@bp.route("/")
+@admin_required
+def users() -> Any:
+    db = get_db()
+    return render_template(
+        "users.html",
+        users=db.scalars(select(User).order_by(User.username)),
+        tokens=db.scalars(select(ApiToken).order_by(ApiToken.id)),
+        roles=ROLES,
+        new_token=None,
+        min_length=MIN_PASSWORD_LENGTH,
+    )
+
+
+@bp.route("/", methods=["POST"])
+@admin_required
+def add_user() -> Any:
+    db = get_db()
+    try:
+        create_user(
+            db,
+            request.form.get("username", ""),
+            request.form.get("password", ""),
+            request.form.get("role", "supervisor"),
+        )
+        db.commit()
+        flash(f"User {request.form.get('username')} created.", "info")
+    except ValueError as exc:
+        db.rollback()
+        flash(str(exc), "error")
+    return redirect(url_for("users.users"))
+
+
+@bp.route("/<int:user_id>", methods=["POST"])
+@admin_required
+def update_user(user_id: int) -> Any:
+    db = get_db()
+    user = db.get(User, user_id)
+    if user is None:
+        abort(404)
+    if user.username == current_user.username and request.form.get("active") == "0":
+        flash("You cannot deactivate yourself.", "error")
+        return redirect(url_for("users.users"))
+    if (role := request.form.get("role")) in ROLES:
+        user.role = role
+    if (active := request.form.get("active")) in ("0", "1"):
+        user.active = active == "1"
+    if password := request.form.get("password"):
+        if len(password) < MIN_PASSWORD_LENGTH:
+            flash(f"The password needs at least {MIN_PASSWORD_LENGTH} characters.", "error")
+            return redirect(url_for("users.users"))
+        user.password_hash = generate_password_hash(password)
+    db.commit()
+    flash(f"User {user.username} updated.", "info")
+    return redirect(url_for("users.users"))
+
+
+@bp.route("/tokens", methods=["POST"])
+@admin_required
+def add_token() -> Any:
+    db = get_db()
+    try:
+        token = new_api_token(db, request.form.get("name", ""), current_user.username)
+        db.commit()
+    except ValueError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("users.users"))
+    return render_template(
+        "users.html",
+        users=db.scalars(select(User).order_by(User.username)),
+        tokens=db.scalars(select(ApiToken).order_by(ApiToken.id)),
+        roles=ROLES,
+        new_token=token,
+        min_length=MIN_PASSWORD_LENGTH,
+    )
+
+
+@bp.route("/tokens/<int:token_id>/revoke", methods=["POST"])
+@admin_required
+def revoke_token(token_id: int) -> Any:
+    db = get_db()
+    token = db.get(ApiToken, token_id)
+    if token is None:
+        abort(404)
+    token.active = False
+    db.commit()
+    flash(f"Token {token.name} ({token.prefix}…) revoked.", "info")
+    return redirect(url_for("users.users"))

@@ -1,0 +1,126 @@
+"""Match thresholds: the model's, an operator's override, and admins' settings.
+
+Precedence, for an image whose nearest reference has label L: the admin's
+threshold for L; else the admin's global threshold (label ``*``); else
+``MATCH_THRESHOLD``; else the one calibrated into the checkpoint. Admins change
+them in the site; workers read them per batch, so a change takes effect
+without a restart. Every change is recorded in ``threshold_changes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.tables import UNKNOWN_LABEL, ThresholdChange, ThresholdSetting, utcnow
+
+GLOBAL = "*"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    default: float
+    per_label: Mapping[str, float] = field(default_factory=dict)
+
+    def for_label(self, label: str) -> float:
+        return self.per_label.get(label, self.per_label.get(GLOBAL, self.default))
+
+    def with_change(self, label: str, value: float | None) -> Thresholds:
+        per_label = dict(self.per_label)
+        if value is None:
+            per_label.pop(label, None)
+        else:
+            per_label[label] = value
+        return Thresholds(self.default, per_label)
+
+
+def load_thresholds(session: Session, default: float) -> Thresholds:
+    rows = session.execute(select(ThresholdSetting.label, ThresholdSetting.value)).all()
+    return Thresholds(default, {label: value for label, value in rows})
+
+
+def thresholds_signature(session: Session) -> tuple[Any, ...]:
+    return tuple(
+        session.execute(
+            select(func.count(ThresholdSetting.label), func.max(ThresholdSetting.updated_at))
+        ).one()
+    )
+
+
+class ThresholdCache:
+    """Thresholds reloaded only when an admin changed them."""
+
+    def __init__(self, default: float) -> None:
+        self.default = default
+        self._signature: tuple[Any, ...] | None = None
+        self._thresholds = Thresholds(default)
+
+    def get(self, session: Session) -> Thresholds:
+        signature = thresholds_signature(session)
+        if signature != self._signature:
+            self._thresholds = load_thresholds(session, self.default)
+            self._signature = signature
+        return self._thresholds
+
+
+def set_threshold(session: Session, label: str, value: float | None, user: str) -> None:
+    """Set (or, with None, remove) the threshold for ``label`` (``*``: all), recorded."""
+    if value is not None and not (0 < value < 1000):
+        raise ValueError(f"a threshold must be a positive distance, got {value}")
+    label = label.strip() or GLOBAL
+    current = session.get(ThresholdSetting, label)
+    old = current.value if current else None
+    if old == value:
+        return
+    if value is None:
+        if current is not None:
+            session.delete(current)
+    elif current is None:
+        session.add(ThresholdSetting(label=label, value=value, updated_by=user))
+    else:
+        current.value, current.updated_by, current.updated_at = value, user, utcnow()
+    session.add(ThresholdChange(label=label, old_value=old, new_value=value, changed_by=user))
+    session.flush()
+
+
+def verdict_from_distances(
+    distances: list[dict[str, Any]], thresholds: Thresholds
+) -> tuple[str, str]:
+    """(status, label) for stored distances (nearest first), as the worker decides."""
+    if not distances:
+        return "flagged", UNKNOWN_LABEL
+    nearest = distances[0]
+    if nearest["distance"] > thresholds.for_label(nearest["label"]):
+        return "flagged", UNKNOWN_LABEL
+    return ("passed" if nearest["kind"] == "ok" else "flagged"), nearest["label"]
+
+
+def preview_change(
+    rows: Iterable[tuple[str, str | None, list[dict[str, Any]] | None]],
+    current: Thresholds,
+    label: str,
+    value: float | None,
+) -> dict[str, Any]:
+    """How many of ``rows`` (status, label, distances) would get another verdict if the
+    threshold for ``label`` became ``value``; with the counts of each change."""
+    proposed = current.with_change(label, value)
+    changes: dict[str, int] = {}
+    total = 0
+    for _status, _label, distances in rows:
+        if distances is None:
+            continue
+        total += 1
+        before = verdict_from_distances(distances, current)
+        after = verdict_from_distances(distances, proposed)
+        if before != after:
+            key = f"{before[0]} {before[1]} -> {after[0]} {after[1]}"
+            changes[key] = changes.get(key, 0) + 1
+    return {
+        "inspections": total,
+        "changed": sum(changes.values()),
+        "changes": dict(sorted(changes.items(), key=lambda kv: -kv[1])),
+    }

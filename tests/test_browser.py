@@ -1,0 +1,177 @@
+"""The supervisors' site in a real headless Chromium (Debian's), driven by Playwright,
+against a real admin server, worker, Redis and PostgreSQL.
+
+Screenshots of each page go to $SCREENSHOT_DIR (``make screenshots`` sets it to
+docs/screenshots; otherwise a temporary folder).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from admin.auth import create_user
+from core.db import session_scope
+from core.tables import Inspection, Reference
+from producer.client import InspectionClient
+from tests.conftest import (
+    ROOT,
+    SAMPLE,
+    free_port,
+    sample_images,
+    seed_references,
+    settings_env,
+    wait_for_rows,
+)
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def screenshots(tmp_path) -> Path:
+    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def site(settings, start_worker, tmp_path):
+    """A running line: references, a worker, 30 inspected images, the admin server."""
+    seed_references(settings)
+    with session_scope(settings.database_url) as session:
+        create_user(session, "alice", "alice-password", "admin")
+    start_worker(settings)
+    with InspectionClient(settings) as client:
+        for path in sample_images()[:30]:
+            client.submit_file(path, f"line-{1 + len(path.name) % 2}")
+    wait_for_rows(settings.database_url, 30, 120)
+
+    port = free_port()
+    log = open(tmp_path / "admin.log", "ab")
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "flask"),
+            "--app",
+            "admin",
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=settings_env(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/login", timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError((tmp_path / "admin.log").read_text()) from None
+            time.sleep(0.2)
+    yield url
+    server.terminate()
+    server.wait(10)
+    log.close()
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is missing: `make test` installs it")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        yield context.new_page()
+        browser.close()
+
+
+def test_a_supervisor_works_the_site_in_a_browser(site, page, settings, screenshots):
+    # anonymous: sent to log in
+    page.goto(f"{site}/inspections")
+    assert "/login" in page.url
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", "alice-password")
+    page.screenshot(path=str(screenshots / "login.png"))
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/inspections"))
+    assert page.locator("tr[data-inspection-id]").count() == 25
+    page.screenshot(path=str(screenshots / "queue.png"), full_page=True)
+
+    # review with the keyboard: o opens the highlighted row, c confirms and moves on,
+    # f marks the next one a false alarm
+    first_id = int(page.locator("tr.current").get_attribute("data-inspection-id"))
+    page.keyboard.press("o")
+    page.wait_for_url(re.compile(rf"/inspections/{first_id}$"))
+    page.screenshot(path=str(screenshots / "detail.png"), full_page=True)
+    page.keyboard.press("c")
+    page.wait_for_url(lambda url: not url.endswith(f"/inspections/{first_id}"))
+    second_id = int(page.url.rsplit("/", 1)[1])
+    page.keyboard.press("f")
+    page.wait_for_url(lambda url: not url.endswith(f"/inspections/{second_id}"))
+    with session_scope(settings.database_url) as session:
+        first, second = session.get(Inspection, first_id), session.get(Inspection, second_id)
+        assert (first.review_state, first.reviewed_by) == ("confirmed", "alice")
+        assert (second.review_state, second.reviewed_by) == ("false_alarm", "alice")
+
+    # add a reference
+    page.goto(f"{site}/references/")
+    new_image = sorted((SAMPLE / "pitted_surface").glob("*.png"))[-1]
+    page.set_input_files("input[name=image]", str(new_image))
+    page.fill("input[name=label]", "pitted_surface")
+    page.click("#add-reference")
+    page.wait_for_selector(".flash.info")
+    assert "Workers use it from their next batch" in page.inner_text(".flash.info")
+    page.screenshot(path=str(screenshots / "references.png"), full_page=True)
+    with session_scope(settings.database_url) as session:
+        added = session.scalars(select(Reference).where(Reference.added_by == "alice")).all()
+        assert [r.label for r in added] == ["pitted_surface"]
+
+    # compare two images, as the original tool did
+    page.goto(f"{site}/compare")
+    page.set_input_files("input[name=first]", str(sample_images()[0]))
+    page.set_input_files("input[name=second]", str(sorted((SAMPLE / "scratches").glob("*"))[2]))
+    page.click("#detect")
+    score = float(page.inner_text("#dissimilarity"))
+    assert score > 0
+    assert page.inner_text("#same-class") in ("the same class", "different classes")
+    assert page.locator(".nearest-label").count() == 2
+    page.screenshot(path=str(screenshots / "compare.png"), full_page=True)
+
+    page.goto(f"{site}/dashboard")
+    assert int(page.inner_text("#workers-online")) >= 1
+    page.screenshot(path=str(screenshots / "dashboard.png"), full_page=True)
+
+    page.goto(f"{site}/thresholds/")
+    page.fill("#threshold-value", "0.3")
+    page.click("#preview")
+    page.wait_for_selector("#preview-result")
+    page.screenshot(path=str(screenshots / "thresholds.png"), full_page=True)
+
+    page.goto(f"{site}/users/")
+    page.screenshot(path=str(screenshots / "users.png"), full_page=True)

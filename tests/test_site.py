@@ -1,0 +1,382 @@
+"""The supervisors' site against a real PostgreSQL database (Flask's test client):
+roles, throttling, CSRF, the queue, reviews, references, thresholds, CSV and the API."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from admin import create_app
+from admin.auth import create_user
+from core.blobs import BlobStore
+from core.db import session_scope
+from core.jobs import QUEUE_NAME, InspectJob
+from core.references import seed_from_folder
+from core.results import insert_inspections
+from core.tables import Inspection, Reference, ThresholdChange
+from tests.conftest import SAMPLE, csrf_token, login, sample_images
+from worker.inspection import base_row
+
+
+@pytest.fixture
+def app(settings):
+    with session_scope(settings.database_url) as session:
+        seed_from_folder(session, BlobStore(settings.blob_dir), SAMPLE, "test")
+        create_user(session, "ada", "admin-password", "admin")
+        create_user(session, "sam", "supervisor-password", "supervisor")
+    return create_app(
+        {
+            "DATABASE_URL": settings.database_url,
+            "BLOB_DIR": str(settings.blob_dir),
+            "REDIS_URL": settings.redis_url,
+            "SECRET_KEY": "test",
+        }
+    )
+
+
+def add_inspections(settings, count: int, **overrides) -> list[int]:
+    """Rows as a worker writes them, with real stored images."""
+    store = BlobStore(settings.blob_dir)
+    key = store.put(sample_images()[5].read_bytes())
+    start = datetime.now(UTC) - timedelta(minutes=count)
+    rows = []
+    for i in range(count):
+        distance = 0.1 + i / count
+        values = dict(
+            job_id=str(uuid.uuid4()),
+            camera=f"cam-{i % 3}",
+            status="flagged",
+            label="crazing" if distance < 0.8 else "unknown",
+            dissimilarity=distance,
+            nearest_reference_id=1,
+            threshold=0.8,
+            model_version="test",
+            image_key=key,
+            distances=[
+                {"reference_id": 1, "label": "crazing", "kind": "defect", "distance": distance},
+                {"reference_id": 2, "label": "inclusion", "kind": "defect", "distance": 1.5},
+            ],
+            received_at=start + timedelta(minutes=i),
+            processed_at=start + timedelta(minutes=i),
+        )
+        values.update(overrides)
+        rows.append(base_row(**values))
+    with session_scope(settings.database_url) as session:
+        insert_inspections(session, rows)
+        return list(session.scalars(select(Inspection.id).order_by(Inspection.id)))
+
+
+def logged_in(app, user: str, password: str):
+    client = app.test_client()
+    assert login(client, user, password).status_code == 302
+    return client
+
+
+def test_login_is_throttled_after_repeated_failures(app):
+    client = app.test_client()
+    for _ in range(5):
+        response = login(client, "sam", "wrong-password")
+        assert b"Wrong user name or password" in response.data
+    locked = login(client, "sam", "supervisor-password")
+    assert locked.status_code == 429 and b"Too many failed logins" in locked.data
+    # another user from another address is not locked out
+    other = app.test_client()
+    response = other.post(
+        "/login",
+        data={"csrf_token": csrf_token(other), "username": "ada", "password": "admin-password"},
+        environ_base={"REMOTE_ADDR": "10.0.0.9"},
+    )
+    assert response.status_code == 302
+
+
+def test_production_session_cookies_are_secure(monkeypatch, settings):
+    from core.settings import get_settings
+
+    monkeypatch.setenv("INSPECTION_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "s" * 40)
+    get_settings.cache_clear()
+    try:
+        app = create_app({"DATABASE_URL": settings.database_url})
+        assert app.config["SESSION_COOKIE_SECURE"] and app.config["SESSION_COOKIE_HTTPONLY"]
+        assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+        assert app.config["SECRET_KEY"] == "s" * 40
+    finally:
+        get_settings.cache_clear()  # the next test reads its own environment again
+
+
+def test_only_admins_manage_users_references_and_thresholds(app, settings):
+    supervisor = logged_in(app, "sam", "supervisor-password")
+    token = csrf_token(supervisor, "/inspections")
+    for path in ("/users/", "/thresholds/"):
+        assert supervisor.get(path).status_code == 403
+    assert (
+        supervisor.post(
+            "/references/1/active", data={"csrf_token": token, "active": "0"}
+        ).status_code
+        == 403
+    )
+    assert (
+        supervisor.post(
+            "/users/", data={"csrf_token": token, "username": "x", "password": "long-enough-1"}
+        ).status_code
+        == 403
+    )
+    assert supervisor.get("/references/").status_code == 200  # looking is fine
+
+    admin = logged_in(app, "ada", "admin-password")
+    token = csrf_token(admin, "/references/")
+    assert (
+        admin.post("/references/1/active", data={"csrf_token": token, "active": "0"}).status_code
+        == 302
+    )
+    with session_scope(settings.database_url) as session:
+        assert session.get(Reference, 1).active is False
+
+
+def test_a_post_without_csrf_token_is_refused(app):
+    client = logged_in(app, "ada", "admin-password")
+    for path in (
+        "/inspections/bulk",
+        "/references/",
+        "/thresholds/",
+        "/users/",
+        "/logout",
+        "/compare",
+    ):
+        response = client.post(path, data={})
+        assert response.status_code == 400, path
+        assert b"CSRF" in response.data, path
+
+
+def test_queue_filters_sorts_and_pages_by_keyset(app, settings):
+    add_inspections(settings, 60)
+    add_inspections(settings, 5, status="passed", label="ok-steel", camera="cam-x")
+    client = logged_in(app, "sam", "supervisor-password")
+    first = client.get("/inspections").get_data(as_text=True)
+    ids = [int(i) for i in re.findall(r'data-inspection-id="(\d+)"', first)]
+    assert len(ids) == 25 and ids == sorted(ids, reverse=True)  # newest first
+    seen = set(ids)
+    page = first
+    while match := re.search(r'id="next-page" href="([^"]+)"', page):
+        page = client.get(match.group(1).replace("&amp;", "&")).get_data(as_text=True)
+        more = [int(i) for i in re.findall(r'data-inspection-id="(\d+)"', page)]
+        assert not seen & set(more)
+        seen |= set(more)
+    assert len(seen) == 60  # every flagged row once, no passed ones
+
+    camera = client.get("/inspections?camera=cam-1&status=flagged").get_data(as_text=True)
+    assert camera.count('data-inspection-id="') == 20
+    passed = client.get("/inspections?status=passed").get_data(as_text=True)
+    assert passed.count('data-inspection-id="') == 5
+    worst = client.get("/inspections?sort=dissimilar").get_data(as_text=True)
+    values = [float(v) for v in re.findall(r"<td>(\d\.\d{4})</td>", worst)]
+    assert values == sorted(values, reverse=True)
+    since = (datetime.now(UTC) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M")
+    recent = client.get(f"/inspections?since={since}").get_data(as_text=True)
+    assert 0 < recent.count('data-inspection-id="') <= 11
+
+
+def test_review_records_who_and_when_and_moves_on(app, settings):
+    ids = add_inspections(settings, 3)
+    client = logged_in(app, "sam", "supervisor-password")
+    token = csrf_token(client, f"/inspections/{ids[-1]}")
+    response = client.post(
+        f"/inspections/{ids[-1]}/review",
+        data={"csrf_token": token, "action": "confirm", "then": "next", "comment": "clear crazing"},
+    )
+    assert response.headers["Location"].endswith(f"/inspections/{ids[-2]}")
+    client.post(
+        f"/inspections/{ids[-2]}/review",
+        data={"csrf_token": token, "action": "relabel", "label": "scratches"},
+    )
+    client.post(
+        f"/inspections/{ids[0]}/review", data={"csrf_token": token, "action": "false_alarm"}
+    )
+    with session_scope(settings.database_url) as session:
+        rows = {r.id: r for r in session.scalars(select(Inspection))}
+    assert rows[ids[-1]].review_state == "confirmed"
+    assert rows[ids[-1]].review_comment == "clear crazing"
+    assert (rows[ids[-2]].review_state, rows[ids[-2]].review_label) == ("relabeled", "scratches")
+    assert rows[ids[0]].review_state == "false_alarm"
+    for row in rows.values():
+        assert row.reviewed_by == "sam" and row.reviewed_at is not None
+
+
+def test_bulk_confirm_of_a_selection(app, settings):
+    ids = add_inspections(settings, 6)
+    client = logged_in(app, "sam", "supervisor-password")
+    token = csrf_token(client, "/inspections")
+    client.post(
+        "/inspections/bulk",
+        data={"csrf_token": token, "action": "confirm", "ids": [str(i) for i in ids[:4]]},
+    )
+    with session_scope(settings.database_url) as session:
+        states = dict(session.execute(select(Inspection.id, Inspection.review_state)).all())
+    assert [states[i] for i in ids] == ["confirmed"] * 4 + ["pending"] * 2
+
+
+def test_use_an_inspection_as_a_reference(app, settings):
+    ids = add_inspections(settings, 1)
+    client = logged_in(app, "ada", "admin-password")
+    token = csrf_token(client, f"/inspections/{ids[0]}")
+    client.post(
+        f"/references/from-inspection/{ids[0]}",
+        data={"csrf_token": token, "label": "new-defect", "kind": "defect"},
+    )
+    with session_scope(settings.database_url) as session:
+        added = session.scalar(select(Reference).where(Reference.label == "new-defect"))
+        assert added is not None and added.added_by == "ada"
+        assert added.note == f"from inspection {ids[0]}"
+
+
+def test_threshold_preview_save_and_audit(app, settings):
+    add_inspections(settings, 20)  # distances 0.10 ... 1.05 to a crazing reference
+    client = logged_in(app, "ada", "admin-password")
+    token = csrf_token(client, "/thresholds/")
+    preview = client.post(
+        "/thresholds/",
+        data={"csrf_token": token, "label": "crazing", "value": "0.5", "do": "preview"},
+    )
+    text = preview.get_data(as_text=True)
+    changed = int(re.search(r'id="changed-count">(\d+)<', text).group(1))
+    assert changed > 0 and "flagged crazing -&gt; flagged unknown" in text
+    with session_scope(settings.database_url) as session:
+        assert session.scalar(select(func.count(ThresholdChange.id))) == 0  # preview only
+    client.post(
+        "/thresholds/", data={"csrf_token": token, "label": "crazing", "value": "0.5", "do": "save"}
+    )
+    client.post(
+        "/thresholds/", data={"csrf_token": token, "label": "crazing", "value": "", "do": "save"}
+    )
+    with session_scope(settings.database_url) as session:
+        changes = session.scalars(select(ThresholdChange).order_by(ThresholdChange.id)).all()
+    assert [(c.label, c.old_value, c.new_value, c.changed_by) for c in changes] == [
+        ("crazing", None, 0.5, "ada"),
+        ("crazing", 0.5, None, "ada"),
+    ]
+
+
+def test_csv_export_follows_the_filters(app, settings):
+    add_inspections(settings, 12)
+    client = logged_in(app, "sam", "supervisor-password")
+    response = client.get("/inspections.csv?camera=cam-2&status=flagged")
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert len(rows) == 4 and {r["camera"] for r in rows} == {"cam-2"}
+    assert response.mimetype == "text/csv"
+
+
+def test_dashboard_and_compare_render(app, settings):
+    add_inspections(settings, 10)
+    client = logged_in(app, "sam", "supervisor-password")
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert "<svg" in page and "Last hour" in page and 'id="queue-length"' in page
+    token = csrf_token(client, "/compare")
+    a, b = sample_images()[0], sample_images()[1]
+    response = client.post(
+        "/compare",
+        data={
+            "csrf_token": token,
+            "first": (io.BytesIO(a.read_bytes()), a.name),
+            "second": (io.BytesIO(b.read_bytes()), b.name),
+        },
+        content_type="multipart/form-data",
+    )
+    text = response.get_data(as_text=True)
+    assert re.search(r'id="dissimilarity">\d+\.\d{4}<', text)
+    assert text.count("nearest-label") == 2
+
+
+# -- the JSON API ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def api_token(app):
+    result = app.test_cli_runner().invoke(args=["create-token", "mes-line-3"])
+    assert result.exit_code == 0, result.output
+    return result.output.strip()
+
+
+def test_the_api_refuses_a_missing_or_wrong_token(app, api_token):
+    client = app.test_client()
+    for path in ("/api/v1/inspections", "/api/v1/inspections/1", "/api/v1/openapi.json"):
+        assert client.get(path).status_code == 401
+        bad = client.get(path, headers={"Authorization": "Bearer si_wrong"})
+        assert bad.status_code == 401 and "wrong" in bad.get_json()["error"]
+    assert client.post("/api/v1/jobs", json={}).status_code == 401
+    ok = client.get("/api/v1/inspections", headers={"Authorization": f"Bearer {api_token}"})
+    assert ok.status_code == 200
+
+
+def test_the_api_lists_fetches_and_reviews(app, settings, api_token):
+    ids = add_inspections(settings, 7)
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {api_token}"}
+    page = client.get("/api/v1/inspections?limit=5", headers=auth).get_json()
+    assert len(page["items"]) == 5 and page["next"]
+    rest = client.get(f"/api/v1/inspections?limit=5&after={page['next']}", headers=auth)
+    assert len(rest.get_json()["items"]) == 2
+    one = client.get(f"/api/v1/inspections/{ids[0]}", headers=auth).get_json()
+    assert one["job_id"] and one["distances"] and one["review"]["state"] == "pending"
+    reviewed = client.post(
+        f"/api/v1/inspections/{ids[0]}/review",
+        headers=auth,
+        json={"action": "relabel", "label": "scratches"},
+    ).get_json()
+    assert reviewed["review"]["state"] == "relabeled"
+    assert reviewed["review"]["by"] == "api:mes-line-3"
+    assert (
+        client.post(
+            f"/api/v1/inspections/{ids[0]}/review", headers=auth, json={"action": "explode"}
+        ).status_code
+        == 400
+    )
+
+
+def test_the_api_enqueues_jobs_like_the_producer(app, settings, api_token):
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {api_token}"}
+    image = sample_images()[2].read_bytes()
+    as_json = client.post(
+        "/api/v1/jobs",
+        headers=auth,
+        json={"camera": "http-cam", "image_b64": base64.b64encode(image).decode()},
+    )
+    assert as_json.status_code == 202
+    as_form = client.post(
+        "/api/v1/jobs",
+        headers=auth,
+        data={"camera": "http-cam", "image": (io.BytesIO(image), "a.png")},
+        content_type="multipart/form-data",
+    )
+    assert as_form.status_code == 202
+    bad = client.post("/api/v1/jobs", headers=auth, json={"camera": "", "image_b64": "AAAA"})
+    assert bad.status_code == 400 and "camera" in bad.get_json()["error"]
+    queued = redis.Redis.from_url(settings.redis_url).lrange(QUEUE_NAME, 0, -1)
+    assert len(queued) == 2
+    for raw in queued:
+        kwargs = json.loads(base64.b64decode(json.loads(raw)["body"]))[1]
+        job = InspectJob.from_message(kwargs)
+        assert job.camera == "http-cam" and job.meta["source"] == "http"
+    job_ids = {as_json.get_json()["job_id"], as_form.get_json()["job_id"]}
+    assert job_ids == {json.loads(raw)["headers"]["id"] for raw in queued}
+
+
+def test_the_openapi_description_names_every_api_route(app, api_token):
+    spec = (
+        app.test_client()
+        .get("/api/v1/openapi.json", headers={"Authorization": f"Bearer {api_token}"})
+        .get_json()
+    )
+    assert spec["openapi"].startswith("3.")
+    documented = {path.replace("{id}", "<int:inspection_id>") for path in spec["paths"]}
+    routes = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint.startswith("api.")}
+    assert routes == documented
