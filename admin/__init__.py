@@ -51,6 +51,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         db,
         images,
         inspections,
+        metrics,
         references,
         thresholds,
         users,
@@ -59,6 +60,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     auth.init_app(app)
     cli.init_app(app)
+    metrics.init_app(app)
     for blueprint in (
         auth.bp,
         inspections.bp,
@@ -69,14 +71,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         thresholds.bp,
         users.bp,
         api.bp,
+        metrics.bp,
     ):
         app.register_blueprint(blueprint)
 
     @app.before_request
     def require_login() -> Any:
         # One guard for every route, so a new page cannot forget its login check.
-        if request.blueprint == "api":
-            return None  # bearer tokens, checked by the API blueprint
+        if request.blueprint in ("api", "metrics"):
+            return None  # bearer tokens, checked by these blueprints themselves
         if request.endpoint in PUBLIC_ENDPOINTS or current_user.is_authenticated:
             return None
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
@@ -85,6 +88,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # every state-changing request of a session then needs a CSRF token.
     csrf.init_app(app)
     csrf.exempt(api.bp)
+    csrf.exempt(metrics.bp)
 
     @app.errorhandler(403)
     def forbidden(_exc: Any) -> Any:

@@ -16,16 +16,15 @@ from flask import Blueprint, g, jsonify, request, url_for
 from flask_login import current_user
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis import RedisError
-from sqlalchemy import select
 
 from admin.db import get_celery_client, get_db
 from admin.inspections import REVIEW_ACTIONS, apply_review
 from admin.openapi import openapi_spec
 from admin.queue import QueueFilter, fetch_page
-from admin.users import hash_token
+from admin.tokens import token_from_header
 from core.jobs import InspectJob, JobInvalid, parse_timestamp, send_job
 from core.settings import get_settings
-from core.tables import ApiToken, Inspection, utcnow
+from core.tables import Inspection
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_LIMIT = 500
@@ -41,17 +40,11 @@ def authenticate() -> Any:
     """Every API request: a valid bearer token (or, for the spec only, a session)."""
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
-        token = get_db().scalar(
-            select(ApiToken).where(
-                ApiToken.token_hash == hash_token(header[7:].strip()), ApiToken.active.is_(True)
-            )
-        )
-        if token is not None:
-            token.last_used_at = utcnow()
-            get_db().commit()
-            g.api_client = f"api:{token.name}"
-            return None
-        return error(401, "the API token is wrong or revoked")
+        token = token_from_header(get_db(), header)
+        if token is None:
+            return error(401, "the API token is wrong or revoked")
+        g.api_client = f"api:{token.name}"
+        return None
     if request.endpoint == "api.spec" and current_user.is_authenticated:
         return None
     return error(401, "send an API token: Authorization: Bearer <token>")

@@ -90,7 +90,7 @@ def seed_references_command(folder: Path) -> None:
 @with_appcontext
 def create_token_command(name: str) -> None:
     """Create an API token for the plant system NAME; printed once, stored as a hash."""
-    from admin.users import new_api_token
+    from admin.tokens import new_api_token
 
     try:
         with session_scope(current_app.config["DATABASE_URL"]) as session:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -14,27 +12,10 @@ from werkzeug.security import generate_password_hash
 from admin.auth import MIN_PASSWORD_LENGTH, create_user
 from admin.db import get_db
 from admin.roles import admin_required
+from admin.tokens import new_api_token
 from core.tables import ROLES, ApiToken, User
 
 bp = Blueprint("users", __name__, url_prefix="/users")
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def new_api_token(db: Any, name: str, created_by: str) -> str:
-    """Create a token; returns it in clear (shown once, stored only as a hash)."""
-    name = name.strip()
-    if not name:
-        raise ValueError("name the token after the system that will use it")
-    token = "si_" + secrets.token_urlsafe(32)
-    db.add(
-        ApiToken(
-            name=name[:80], token_hash=hash_token(token), prefix=token[:10], created_by=created_by
-        )
-    )
-    return token
 
 
 @bp.route("/")

@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         db_kind,
         cores,
         profile,
+        pages,
     )
     print(f"wrote {args.out}")
     return 0

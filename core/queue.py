@@ -24,6 +24,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend": None,
         "task_ignore_result": True,
         "task_queues": [Queue(QUEUE_NAME)],
+        "task_send_sent_event": True,  # monitors (Flower) see jobs when they are sent
         "task_default_queue": QUEUE_NAME,
         # Seconds a job may stay unacknowledged before Redis hands it to another
         # worker. Jobs are acknowledged after their row is committed, so this

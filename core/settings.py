@@ -33,6 +33,8 @@ class Settings:
     max_image_pixels: int = 40_000_000
     model_device: str = "auto"
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one object per line, with job ids as fields
+    worker_metrics_port: int = 9808  # Prometheus endpoint of each worker process; 0: none
     cookie_secure: bool = False  # send session cookies over HTTPS only
     inspect_batch_size: int = 32  # jobs embedded in one forward pass, at most
     inspect_batch_wait_ms: int = 50  # how long a partial batch waits for more jobs
@@ -56,6 +58,13 @@ def _parse_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _parse_choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
 
 
@@ -117,6 +126,8 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_image_pixels=_parse_int(env, "MAX_IMAGE_PIXELS", Settings.max_image_pixels),
         model_device=env.get("MODEL_DEVICE") or Settings.model_device,
         log_level=(env.get("LOG_LEVEL") or Settings.log_level).upper(),
+        log_format=_parse_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
+        worker_metrics_port=_parse_int(env, "WORKER_METRICS_PORT", 9808, minimum=0),
         cookie_secure=_parse_bool(env, "COOKIE_SECURE", default=environment == "production"),
         inspect_batch_size=_parse_int(env, "INSPECT_BATCH_SIZE", Settings.inspect_batch_size),
         inspect_batch_wait_ms=_parse_int(

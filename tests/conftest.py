@@ -98,6 +98,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
     env.update(
         SPOOL_DIR=str(settings.spool_dir),
+        LOG_FORMAT=settings.log_format,
+        WORKER_METRICS_PORT=str(settings.worker_metrics_port),
         MAX_QUEUE_LENGTH=str(settings.max_queue_length),
         INSPECT_BATCH_SIZE=str(settings.inspect_batch_size),
         INSPECT_BATCH_WAIT_MS=str(settings.inspect_batch_wait_ms),

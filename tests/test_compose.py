@@ -72,3 +72,39 @@ def test_secret_key_is_required():
     )
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_gpu_profile_reserves_an_nvidia_device(compose_config):
+    gpu = compose_config["services"]["worker-gpu"]
+    assert gpu["profiles"] == ["gpu"]
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert gpu["environment"]["MODEL_DEVICE"] == "cuda"
+    assert "solo" in gpu["command"]  # no CUDA before a fork
+
+
+def mounts(service: dict) -> set[tuple[str, str]]:
+    """(source, target) of a service's volumes, in short or long syntax."""
+    found = set()
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target = volume.split(":")[:2]
+        else:
+            source, target = volume["source"], volume["target"]
+        found.add((source, target))
+    return found
+
+
+def test_images_and_database_live_on_named_volumes(compose_config):
+    services = compose_config["services"]
+    assert ("pg-data", "/var/lib/postgresql/data") in mounts(services["postgres"])
+    assert ("redis-data", "/data") in mounts(services["redis"])
+    for name in ("worker", "admin"):
+        assert ("blobs", "/data/blobs") in mounts(services[name]), name
+
+
+def test_metrics_and_monitoring(compose_config):
+    services = compose_config["services"]
+    assert "9808" in [str(p) for p in services["worker"]["expose"]]
+    assert services["admin"]["environment"]["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/prometheus"
+    assert services["flower"]["profiles"] == ["monitoring"]

@@ -380,3 +380,14 @@ def test_the_openapi_description_names_every_api_route(app, api_token):
     documented = {path.replace("{id}", "<int:inspection_id>") for path in spec["paths"]}
     routes = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint.startswith("api.")}
     assert routes == documented
+
+
+def test_admin_metrics_need_a_token_and_count_requests(app, api_token):
+    client = app.test_client()
+    assert client.get("/metrics").status_code == 401
+    client.get("/login")
+    body = client.get("/metrics", headers={"Authorization": f"Bearer {api_token}"})
+    text = body.get_data(as_text=True)
+    assert body.status_code == 200
+    assert 'admin_requests_total{endpoint="auth.login",method="GET",status="200"}' in text
+    assert "inspection_queue_length 0.0" in text

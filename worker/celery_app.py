@@ -29,7 +29,8 @@ def worker_config() -> dict[str, Any]:
         worker_hijack_root_logger=True,
         # kombu's Redis transport, keeping jobs popped during a Redis restart
         broker_transport="worker.transport:Transport",
-        worker_send_task_events=False,
+        # Events on, so Flower and `celery -A worker events` see the workers' tasks.
+        worker_send_task_events=True,
     )
     return config
 

@@ -32,6 +32,7 @@ from core.settings import Settings
 from core.tables import utcnow
 from core.thresholds import ThresholdCache
 from core.verdict import decide_batch
+from worker import metrics
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class WorkerRuntime:
         store = BlobStore(settings.blob_dir)
         with session_scope(settings.database_url) as session:
             register_model_version(session, embedder)
+        metrics.MODEL.labels(embedder.version, embedder.arch).set(1)
         log.info(
             "loaded model %s on %s, %d torch thread(s), threshold %.4f",
             embedder.version,
@@ -202,11 +204,13 @@ def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[
     for pending, key in zip(stored, runtime.store.put_many([p.data for p in stored]), strict=True):
         pending.image_key = key
     good = [p for p in batch if p.image is not None]
+    embed_started = time.perf_counter()
     embeddings = (
         runtime.embedder.embed([p.image for p in good])
         if good
         else np.empty((0, 0), dtype=np.float32)
     )
+    embed_seconds = time.perf_counter() - embed_started
     with session_scope(runtime.settings.database_url) as session:
         references = runtime.references.get(session)
         thresholds = runtime.thresholds.get(session)
@@ -244,7 +248,30 @@ def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[
                 seen.add(row["job_id"])
                 unique.append(row)
         inserted = insert_inspections(session, unique)
+    record_outcome(rows, unique, inserted, len(batch), embed_seconds, time.perf_counter() - started)
+    return rows
+
+
+def record_outcome(
+    rows: list[dict[str, Any]],
+    unique: list[dict[str, Any]],
+    inserted: set[str],
+    batch_size: int,
+    embed_seconds: float,
+    batch_seconds: float,
+) -> None:
+    """Log a line per job (its job_id a field too) and update the metrics."""
+    kept = {id(row) for row in unique}
     for row in rows:
+        fields = {"job_id": row["job_id"], "camera": row["camera"], "status": row["status"]}
+        if row["job_id"] not in inserted or id(row) not in kept:
+            metrics.DUPLICATES.inc()
+            log.info(
+                "job %s already had a row (sent twice or redelivered); kept the first",
+                row["job_id"],
+                extra=fields,
+            )
+            continue
         log.info(
             "job %s from %s: %s %s%s",
             row["job_id"],
@@ -252,20 +279,24 @@ def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[
             row["status"],
             row["label"] or "",
             f" ({row['error']})" if row["error"] else "",
+            extra=fields,
         )
-    kept = {id(row) for row in unique}
-    for row in rows:
-        if row["job_id"] not in inserted or id(row) not in kept:
-            log.info(
-                "job %s already had a row (sent twice or redelivered); kept the first",
-                row["job_id"],
+        metrics.JOBS.labels(row["status"]).inc()
+        if row["status"] == "rejected":
+            metrics.REJECTED.labels(metrics.rejected_reason(row["error"])).inc()
+        if row["submitted_at"] is not None:
+            metrics.END_TO_END_SECONDS.observe(
+                max(0.0, (row["processed_at"] - row["submitted_at"]).total_seconds())
             )
+    metrics.BATCH_SIZE.observe(batch_size)
+    metrics.EMBED_SECONDS.observe(embed_seconds)
+    metrics.BATCH_SECONDS.observe(batch_seconds)
     log.info(
         "batch of %d inspected and stored in %.0f ms",
-        len(batch),
-        1000 * (time.perf_counter() - started),
+        batch_size,
+        1000 * batch_seconds,
+        extra={"job_ids": [row["job_id"] for row in rows], "batch_size": batch_size},
     )
-    return rows
 
 
 def record_failures(settings: Settings, batch: list[PendingJob], exc: Exception) -> None:

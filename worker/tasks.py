@@ -19,12 +19,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from celery.signals import worker_init
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_init,
+    worker_ready,
+)
 from celery_batches import Batches, SimpleRequest
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core.jobs import TASK_NAME
+from core.logs import use_json_format
 from core.settings import get_settings
+from worker import metrics
 from worker.celery_app import app
 from worker.inspection import PendingJob, WorkerRuntime, inspect_batch, record_failures
 
@@ -56,6 +63,20 @@ def check_configuration(sender: Any = None, **_: Any) -> None:
     pool = str(getattr(sender, "pool_cls", "")).lower()
     if "solo" not in pool:  # prefork or threads: that many processes or threads share the cores
         _pool["processes"] = int(getattr(sender, "concurrency", 1) or 1)
+
+
+@worker_ready.connect
+def serve_metrics(**_: Any) -> None:
+    """Once logging is set up, so the port chosen is in the log."""
+    metrics.start_metrics_server(get_settings().worker_metrics_port)
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def json_logs(logger: Any = None, **_: Any) -> None:
+    """LOG_FORMAT=json: one JSON object per line, job ids as fields."""
+    if logger is not None and get_settings().log_format == "json":
+        use_json_format(logger)
 
 
 def torch_threads() -> int:
@@ -111,27 +132,41 @@ def inspect_until_stored(
             return
         except DATABASE_UNREACHABLE as exc:
             wait = backoff_seconds(attempt)
+            metrics.DATABASE_RETRIES.inc()
             log.warning(
                 "database unreachable (%s); %d job(s) wait, retry %d in %.1fs",
                 str(exc).splitlines()[0],
                 len(batch),
                 attempt,
                 wait,
+                extra={"job_ids": [p.task_id for p in batch]},
             )
             sleep(wait)
             attempt = min(attempt, 10)
         except Exception as exc:
             if len(batch) > 1:
-                log.exception("a batch of %d failed; inspecting its jobs one by one", len(batch))
+                log.exception(
+                    "a batch of %d failed; inspecting its jobs one by one",
+                    len(batch),
+                    extra={"job_ids": [p.task_id for p in batch]},
+                )
                 for pending in batch:
                     inspect_until_stored(runtime, [pending], sleep)
                 return
             if attempt < ATTEMPTS_PER_JOB:
-                log.exception("job %s failed (attempt %d)", batch[0].task_id, attempt)
+                log.exception(
+                    "job %s failed (attempt %d)",
+                    batch[0].task_id,
+                    attempt,
+                    extra={"job_id": batch[0].task_id},
+                )
                 sleep(backoff_seconds(attempt))
                 continue
             log.exception(
-                "job %s failed %d times; recording it as rejected", batch[0].task_id, attempt
+                "job %s failed %d times; recording it as rejected",
+                batch[0].task_id,
+                attempt,
+                extra={"job_id": batch[0].task_id},
             )
             record_until_stored(batch, exc, sleep)
             return

@@ -1,0 +1,82 @@
+"""Prometheus metrics of a worker process, served on WORKER_METRICS_PORT.
+
+With the solo pool (recommended) the jobs run in the process that serves the
+metrics. Several workers on one host: each takes the first free port from
+WORKER_METRICS_PORT up (the log says which).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+JOBS = Counter("inspection_jobs_total", "Jobs stored, by verdict", ["status"])
+REJECTED = Counter("inspection_rejected_total", "Rejected jobs, by reason", ["reason"])
+DUPLICATES = Counter(
+    "inspection_duplicate_jobs_total", "Jobs that already had a row (sent twice or redelivered)"
+)
+BATCH_SIZE = Histogram(
+    "inspection_batch_size", "Jobs per batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
+)
+BATCH_SECONDS = Histogram(
+    "inspection_batch_seconds",
+    "Time to inspect and store one batch",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+EMBED_SECONDS = Histogram(
+    "inspection_embed_seconds",
+    "Time to embed one batch",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+END_TO_END_SECONDS = Histogram(
+    "inspection_end_to_end_seconds",
+    "From the producer's enqueue to the stored row",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+DATABASE_RETRIES = Counter(
+    "inspection_database_retries_total", "Batches retried because the database was unreachable"
+)
+MODEL = Gauge("inspection_model_loaded", "The model this process loaded (1)", ["version", "arch"])
+
+# Error text fragments -> a short reason, for a metric label with few values.
+REASONS = (
+    ("internal error", "internal_error"),
+    ("empty", "empty"),
+    ("truncated", "corrupt"),
+    ("corrupt", "corrupt"),
+    ("not an image", "not_an_image"),
+    ("format", "unsupported_format"),
+    ("animated", "animated"),
+    ("pixels", "too_many_pixels"),
+    ("bytes", "too_large"),
+    ("send a smaller image", "too_large"),
+    ("inbox", "image_path"),
+    ("image_path", "image_path"),
+    ("base64", "bad_base64"),
+)
+
+
+def rejected_reason(error: str | None) -> str:
+    text = (error or "").lower()
+    for fragment, reason in REASONS:
+        if fragment in text:
+            return reason
+    return "bad_message"
+
+
+def start_metrics_server(port: int, attempts: int = 32) -> int | None:
+    """Serve /metrics on the first free port from ``port``; None when disabled or none free."""
+    if port == 0:
+        return None
+    for candidate in range(port, port + attempts):
+        try:
+            start_http_server(candidate)
+        except OSError:
+            continue
+        log.info("Prometheus metrics on port %d", candidate)
+        return candidate
+    log.warning("no free port for metrics in %d-%d", port, port + attempts - 1)
+    return None
