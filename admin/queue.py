@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from core.tables import REVIEW_STATES, STATUSES, Inspection
@@ -118,10 +118,11 @@ def fetch_page(
     position = decode_cursor(after, f.sort) if after else None
     if position is not None:
         value, row_id = position
-        if descending:
-            query = query.where(or_(key < value, and_(key == value, Inspection.id < row_id)))
-        else:
-            query = query.where(or_(key > value, and_(key == value, Inspection.id > row_id)))
+        # A row-value comparison, which PostgreSQL turns into a range scan of the
+        # (status, processed_at, id) index; "a < x OR (a = x AND b < y)" it does not.
+        position_key = tuple_(key, Inspection.id)
+        after_row = tuple_(literal(value, type_=key.type), literal(row_id))
+        query = query.where(position_key < after_row if descending else position_key > after_row)
     order = (key.desc(), Inspection.id.desc()) if descending else (key.asc(), Inspection.id.asc())
     rows = list(db.scalars(query.order_by(*order).limit(size + 1)))
     next_cursor = encode_cursor(rows[size - 1], f.sort) if len(rows) > size else None
