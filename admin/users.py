@@ -18,18 +18,21 @@ from core.tables import ROLES, ApiToken, User
 bp = Blueprint("users", __name__, url_prefix="/users")
 
 
-@bp.route("/")
-@admin_required
-def users() -> Any:
-    db = get_db()
+def render_users_page(db: Any, new_token: str | None = None) -> Any:
     return render_template(
         "users.html",
         users=db.scalars(select(User).order_by(User.username)),
         tokens=db.scalars(select(ApiToken).order_by(ApiToken.id)),
         roles=ROLES,
-        new_token=None,
+        new_token=new_token,
         min_length=MIN_PASSWORD_LENGTH,
     )
+
+
+@bp.route("/")
+@admin_required
+def users() -> Any:
+    return render_users_page(get_db())
 
 
 @bp.route("/", methods=["POST"])
@@ -85,14 +88,7 @@ def add_token() -> Any:
     except ValueError as exc:
         flash(str(exc), "error")
         return redirect(url_for("users.users"))
-    return render_template(
-        "users.html",
-        users=db.scalars(select(User).order_by(User.username)),
-        tokens=db.scalars(select(ApiToken).order_by(ApiToken.id)),
-        roles=ROLES,
-        new_token=token,
-        min_length=MIN_PASSWORD_LENGTH,
-    )
+    return render_users_page(db, new_token=token)
 
 
 @bp.route("/tokens/<int:token_id>/revoke", methods=["POST"])

@@ -53,23 +53,6 @@ class InspectionClient:
         self._room = 0  # jobs that may still be sent before the queue is counted again
         self.waited_for_room_s = 0.0
 
-    # -- building jobs -----------------------------------------------------------
-
-    def job_for_bytes(
-        self,
-        data: bytes,
-        camera: str,
-        captured_at: datetime | None = None,
-        meta: dict[str, Any] | None = None,
-        job_id: str | None = None,
-    ) -> InspectJob:
-        if len(data) > self.settings.max_image_bytes:
-            raise ImageTooLarge(
-                f"image is {len(data):,} bytes, over the limit of "
-                f"{self.settings.max_image_bytes:,} (MAX_IMAGE_BYTES)"
-            )
-        return InspectJob.for_image_bytes(data, camera, captured_at, meta, job_id)
-
     # -- sending -----------------------------------------------------------------
 
     def submit_bytes(
@@ -80,8 +63,16 @@ class InspectionClient:
         meta: dict[str, Any] | None = None,
         job_id: str | None = None,
     ) -> str:
-        """Enqueue one image (or spool it while Redis is down); returns its job_id."""
-        job = self.job_for_bytes(data, camera, captured_at, meta, job_id)
+        """Enqueue one image (or spool it while Redis is down); returns its job_id.
+
+        Oversized images are refused here, before they reach Redis.
+        """
+        if len(data) > self.settings.max_image_bytes:
+            raise ImageTooLarge(
+                f"image is {len(data):,} bytes, over the limit of "
+                f"{self.settings.max_image_bytes:,} (MAX_IMAGE_BYTES)"
+            )
+        job = InspectJob.for_image_bytes(data, camera, captured_at, meta, job_id)
         self.submit_job(job)
         return job.job_id
 
