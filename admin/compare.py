@@ -17,7 +17,7 @@ from admin.db import get_db, get_store
 from admin.model import get_embedder, get_reference_cache
 from core.images import ImageRejected, decode_image
 from core.settings import get_settings
-from core.thresholds import GLOBAL, ThresholdCache
+from core.thresholds import GLOBAL, load_thresholds
 from core.verdict import decide_batch
 
 bp = Blueprint("compare", __name__)
@@ -66,7 +66,7 @@ def compare_images(images: list[Image.Image]) -> dict[str, Any]:
     db = get_db()
     codes = embedder.embed(images)
     references = get_reference_cache(get_store(), db).get(db)
-    thresholds = ThresholdCache(embedder.threshold).get(db)
+    thresholds = load_thresholds(db, embedder.threshold)
     db.commit()  # reference embeddings computed on the way are kept
     distance = float(np.linalg.norm(codes[0] - codes[1]))
     threshold = thresholds.for_label(GLOBAL)

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -24,6 +23,7 @@ from core.db import session_scope
 from core.tables import Inspection, Reference
 from producer.client import InspectionClient
 from tests.conftest import (
+    BIN,
     ROOT,
     SAMPLE,
     free_port,
@@ -68,7 +68,7 @@ def site(settings, start_worker, tmp_path):
     log = open(tmp_path / "admin.log", "ab")
     server = subprocess.Popen(
         [
-            str(Path(sys.executable).parent / "flask"),
+            str(BIN / "flask"),
             "--app",
             "admin",
             "run",

@@ -211,6 +211,15 @@ def test_malformed_messages_become_rejected_rows(settings, start_worker, tmp_pat
     assert "keyword arguments only" in rows[positional_id].error
 
 
+def inspect_and_wait(settings, data: bytes, camera: str, expected_rows: int) -> Inspection:
+    """Submit one image, wait until the table holds ``expected_rows``, return its row."""
+    with InspectionClient(settings) as client:
+        job_id = client.submit_bytes(data, camera)
+    wait_for_rows(settings.database_url, expected_rows, 60)
+    with session_scope(settings.database_url) as session:
+        return session.scalar(select(Inspection).where(Inspection.job_id == job_id))
+
+
 def test_workers_pick_up_reference_changes_without_restarting(settings, start_worker):
     from core.references import add_reference
     from core.tables import Reference, ReferenceEmbedding
@@ -223,11 +232,7 @@ def test_workers_pick_up_reference_changes_without_restarting(settings, start_wo
     start_worker(settings)
 
     def inspect_probe(expected_rows: int) -> Inspection:
-        with InspectionClient(settings) as client:
-            job_id = client.submit_bytes(probe, "ref-cam")
-        wait_for_rows(settings.database_url, expected_rows, 60)
-        with session_scope(settings.database_url) as session:
-            return session.scalar(select(Inspection).where(Inspection.job_id == job_id))
+        return inspect_and_wait(settings, probe, "ref-cam", expected_rows)
 
     before = inspect_probe(1)
     assert before.label != "scratches" and len(before.distances) == 1
@@ -259,11 +264,7 @@ def test_workers_follow_threshold_changes_without_restarting(settings, start_wor
     probe = sorted((SAMPLE / "scratches").glob("*.png"))[0].read_bytes()  # a reference itself
 
     def inspect_probe(expected_rows: int) -> Inspection:
-        with InspectionClient(settings) as client:
-            job_id = client.submit_bytes(probe, "threshold-cam")
-        wait_for_rows(settings.database_url, expected_rows, 60)
-        with session_scope(settings.database_url) as session:
-            return session.scalar(select(Inspection).where(Inspection.job_id == job_id))
+        return inspect_and_wait(settings, probe, "threshold-cam", expected_rows)
 
     assert inspect_probe(1).label == "scratches"
     with session_scope(settings.database_url) as session:

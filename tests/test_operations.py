@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import urllib.request
 from dataclasses import replace
-from pathlib import Path
 
 from sqlalchemy import select
 
@@ -21,6 +19,7 @@ from model.checkpoint import save_checkpoint
 from model.networks import build_network
 from producer.client import InspectionClient
 from tests.conftest import (
+    BIN,
     ROOT,
     free_port,
     login,
@@ -43,7 +42,7 @@ def test_celery_inspect_ping_answers_from_a_live_worker(settings, start_worker):
     worker = start_worker(settings)
     result = subprocess.run(
         [
-            str(Path(sys.executable).parent / "celery"),
+            str(BIN / "celery"),
             "-A",
             "worker",
             "inspect",
