@@ -116,6 +116,7 @@ class Line:
             inspect_batch_size=scenario.batch_size,
             inspect_batch_wait_ms=scenario.batch_wait_ms,
             model_threads=scenario.threads,
+            model_checkpoint=scenario.checkpoint or base.model_checkpoint,
         )
         self.scenario = scenario
         self.workdir = workdir
@@ -135,6 +136,8 @@ class Line:
             LOG_LEVEL="WARNING",
             OMP_NUM_THREADS=str(s.model_threads),
         )
+        if s.model_checkpoint is not None:
+            env["MODEL_CHECKPOINT"] = str(s.model_checkpoint)
         return env
 
     def start(self) -> None:

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from model.networks import ARCHITECTURES
+from model.networks import ARCHITECTURES, VIEWS
 
 NEU_TRAIN_CLASSES = "inclusion,patches,rolled-in_scale"
 
@@ -38,6 +38,12 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         "image, instance + class contrast; classify: cross-entropy (baseline CNN)",
     )
     p.add_argument("--embedding-dim", type=int, default=None)
+    p.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help="compact_texture, texture_net: channels of the first stage (default 32)",
+    )
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=32, help="pairs or images per batch")
     p.add_argument("--lr", type=float, default=0.0005)
@@ -57,6 +63,14 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=0.35,
         help="views: smallest random crop, as a fraction of the image area",
+    )
+    p.add_argument(
+        "--views",
+        choices=VIEWS,
+        default="whole",
+        help="how an image is embedded at inference: whole (one pass) or "
+        "whole+quadrants (texture_net: the whole image and its four quadrants at "
+        "full resolution, averaged; five passes)",
     )
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
@@ -91,6 +105,7 @@ def run_train(args: argparse.Namespace) -> int:
         arch=args.arch,
         objective=args.objective,
         embedding_dim=args.embedding_dim,
+        width=args.width,
         epochs=1 if args.dry_run else args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -101,6 +116,7 @@ def run_train(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         class_weight=args.class_weight,
         min_crop=args.min_crop,
+        views=args.views,
         val_fraction=args.val_fraction,
         seed=args.seed,
         keep=args.keep,

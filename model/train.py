@@ -22,7 +22,7 @@ from model.data import ClassTensors, PairDataset, list_class_images, split_per_c
 from model.embedder import resolve_device
 from model.losses import pair_distance
 from model.metrics import accuracy_at, best_threshold, roc_auc
-from model.networks import SiameseNetwork, build_network
+from model.networks import SiameseNetwork, build_network, with_views
 from model.objectives import (
     Batch,
     ClassifyObjective,
@@ -45,6 +45,7 @@ class TrainConfig:
     arch: str = "deshpande2020"
     objective: str = "pairs"  # "pairs" (the paper's), "views" or "classify"
     embedding_dim: int | None = None  # None: the architecture's own default
+    width: int | None = None  # channels of the first stage (compact_texture, texture_net)
     epochs: int = 100
     batch_size: int = 32  # pairs per batch (pairs), images per batch (classify)
     lr: float = 0.0005
@@ -55,6 +56,7 @@ class TrainConfig:
     temperature: float = 0.1  # views
     class_weight: float = 1.0  # views: weight of the supervised term
     min_crop: float = 0.35  # views: smallest crop, as a fraction of the image area
+    views: str = "whole"  # how images are seen at inference (``model.networks.VIEWS``)
     val_fraction: float = 0.2
     seed: int = 0
     keep: str = "last"  # "last" epoch, or the epoch with the "best" validation loss
@@ -208,6 +210,8 @@ def train(config: TrainConfig) -> TrainResult:
     kwargs: dict[str, int] = {}
     if config.embedding_dim is not None:
         kwargs["embedding_dim"] = config.embedding_dim
+    if config.width is not None:
+        kwargs["width"] = config.width
     if config.objective == "classify":
         kwargs["n_classes"] = len(config.train_classes)
     network = build_network(config.arch, **kwargs).to(device)
@@ -220,10 +224,6 @@ def train(config: TrainConfig) -> TrainResult:
     if config.max_batches is not None:
         steps_per_epoch = min(steps_per_epoch, config.max_batches)
     optimizer, scheduler = build_optimizer(network, config, steps_per_epoch)
-    val_data = ClassTensors.from_files(val_files, size)
-    val_pairs = PairDataset(
-        val_data, seed=config.seed + 1, augment=False, fixed=True, length=VALIDATION_PAIRS
-    )
 
     config.out.mkdir(parents=True, exist_ok=True)
     history: list[dict[str, float]] = []
@@ -243,12 +243,19 @@ def train(config: TrainConfig) -> TrainResult:
     if best_state is not None:
         network.load_state_dict(best_state)
 
-    distances, different = pair_distances(network, val_pairs, device)
+    # The threshold is calibrated on the network as it will embed: with its views.
+    embedding = with_views(network, config.views)
+    val_data = ClassTensors.from_files(val_files, embedding.input_size)
+    val_pairs = PairDataset(
+        val_data, seed=config.seed + 1, augment=False, fixed=True, length=VALIDATION_PAIRS
+    )
+    distances, different = pair_distances(embedding, val_pairs, device)
     threshold, val_accuracy = best_threshold(distances, different)
     meta = {
         "arch": config.arch,
         "arch_kwargs": kwargs,
-        "input_size": size,
+        "views": config.views,
+        "input_size": embedding.input_size,
         "embedding_dim": int(getattr(network, "embedding_dim", 0)),
         "normalized": bool(network.normalized),
         "threshold": threshold,

@@ -90,6 +90,17 @@ def test_default_checkpoint_is_small_and_trained_on_three_classes_only():
     assert "python -m model train" in embedder.meta["training"]["command"]
 
 
+def test_fast_checkpoint_is_the_default_network_seen_in_one_pass():
+    from model import FAST_CHECKPOINT
+
+    default, fast = load_embedder(device="cpu"), load_embedder(FAST_CHECKPOINT, device="cpu")
+    assert (default.meta["views"], default.input_size) == ("whole+quadrants", 200)
+    assert (fast.meta.get("views", "whole"), fast.input_size) == ("whole", 100)
+    tower = default.network.tower.state_dict()
+    assert all(torch.equal(v, tower[k]) for k, v in fast.network.state_dict().items())
+    assert FAST_CHECKPOINT.stat().st_size < 5 * 1024 * 1024
+
+
 @pytest.mark.parametrize(
     "image",
     [
@@ -149,10 +160,12 @@ def test_tiny_training_run_on_the_sample_lowers_the_loss(tmp_path):
     ("arch", "objective", "classes"),
     [
         ("texture_net", "views", ["inclusion", "patches", "rolled-in_scale"]),
+        ("texture_net", "views+quadrants", ["inclusion", "patches", "rolled-in_scale"]),
         ("deshpande2020_cnn", "classify", sorted(p.name for p in SAMPLE.iterdir() if p.is_dir())),
     ],
 )
 def test_every_objective_trains_and_saves_a_loadable_checkpoint(tmp_path, arch, objective, classes):
+    objective, _, quadrants = objective.partition("+")
     config = TrainConfig(
         data=SAMPLE,
         train_classes=classes,
@@ -166,6 +179,7 @@ def test_every_objective_trains_and_saves_a_loadable_checkpoint(tmp_path, arch, 
         seed=1,
         schedule="onecycle",
         weight_decay=1e-4,
+        views="whole+quadrants" if quadrants else "whole",
     )
     result = train(config)
     assert len(result.history) == 2
@@ -176,6 +190,38 @@ def test_every_objective_trains_and_saves_a_loadable_checkpoint(tmp_path, arch, 
     assert codes.shape == (1, embedder.embedding_dim)
     if objective == "classify":
         assert 0.0 <= result.meta["metrics"]["val_accuracy"] <= 1.0
+    if quadrants:  # embeds 200x200 images; the threshold was calibrated that way
+        assert embedder.input_size == 200 and embedder.meta["views"] == "whole+quadrants"
+
+
+def test_multi_view_embedding_averages_the_whole_image_and_its_quadrants(tmp_path):
+    from torch.nn import functional as F
+
+    from model.networks import MultiViewEmbedding, with_views
+
+    torch.manual_seed(0)
+    tower = build_network("texture_net", embedding_dim=16).eval()
+    net = with_views(tower, "whole+quadrants")
+    assert isinstance(net, MultiViewEmbedding) and net.input_size == 200
+    x = torch.randn(3, 1, 200, 200)
+    views = [F.interpolate(x, size=(100, 100), mode="bilinear", antialias=True)]
+    views += [x[..., :100, :100], x[..., :100, 100:], x[..., 100:, :100], x[..., 100:, 100:]]
+    with torch.inference_mode():
+        expected = F.normalize(torch.stack([tower.forward_once(v) for v in views]).mean(0), dim=1)
+        assert torch.allclose(net.forward_once(x), expected, atol=1e-5)
+        # a checkpoint keeps the tower's weights and rebuilds the views from its metadata
+        meta = {
+            "arch": "texture_net",
+            "arch_kwargs": {"embedding_dim": 16},
+            "views": "whole+quadrants",
+            "input_size": 200,
+            "threshold": 0.5,
+        }
+        loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "m.pt", net, meta))
+        assert isinstance(loaded, MultiViewEmbedding)
+        assert torch.allclose(loaded.forward_once(x), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown views"):
+        with_views(tower, "corners")
 
 
 @pytest.mark.parametrize("arch", ["compact_texture", "texture_net", "deshpande2020"])

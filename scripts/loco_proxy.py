@@ -1,0 +1,207 @@
+"""Leave-one-class-out proxy: choosing a design without looking at the unseen classes.
+
+Each fold is a checkpoint trained on two of the three NEU training classes
+(``runs/loco/<run>-<fold>``, commands in docs/model.md). It is scored with
+3-way one-shot episodes (1000, seed 0) and pair ROC AUC on the held-out third
+class (all its images) and the two trained classes' validation images, under
+several ways of viewing an image at inference:
+
+* ``whole``: the image resized to 100x100 (one pass);
+* ``quadrants``: its four 100x100 quadrants at full resolution;
+* ``grid9``: nine overlapping 100x100 crops at full resolution;
+* ``mid4``: four 140x140 corner crops resized to 100x100;
+
+joined with ``+`` (codes of all views averaged), and optionally a hybrid with
+completed local binary patterns (CLBP, Guo, Zhang & Zhang, 2010), a
+training-free texture descriptor, at several weights.
+
+    python scripts/loco_proxy.py --runs runs/loco --run base --views whole,whole+quadrants
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from model.checkpoint import load_checkpoint
+from model.data import list_class_images, split_per_class
+from model.evaluate import one_shot_episodes, pair_verification
+from model.networks import SiameseNetwork
+from model.preprocess import to_grayscale_array
+
+TRAIN_CLASSES = ("inclusion", "patches", "rolled-in_scale")
+FOLDS = {"R": "rolled-in_scale", "P": "patches", "I": "inclusion"}
+
+
+def proxy_files(data: Path, held_out: str) -> dict[str, list[Path]]:
+    trained = [c for c in TRAIN_CLASSES if c != held_out]
+    _, val = split_per_class(list_class_images(data, trained), 0.2, 0)
+    return {**{c: val[c] for c in trained}, held_out: list_class_images(data, [held_out])[held_out]}
+
+
+def load_batch(files: list[Path]) -> torch.Tensor:
+    """(N, 1, 200, 200) in [-1, 1]."""
+    arrays = []
+    for path in files:
+        with Image.open(path) as image:
+            arrays.append(to_grayscale_array(image))
+    return torch.from_numpy(np.stack(arrays).astype(np.float32)).unsqueeze(1) / 127.5 - 1.0
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+
+
+def crops(x: torch.Tensor, side: int, per_row: int) -> list[torch.Tensor]:
+    last = x.shape[-1] - side
+    starts = [round(i * last / (per_row - 1)) for i in range(per_row)]
+    return [resize(x[..., t : t + side, s : s + side], 100) for t in starts for s in starts]
+
+
+VIEWS = {
+    "whole": lambda x: [resize(x, 100)],
+    "quadrants": lambda x: crops(x, 100, 2),
+    "grid9": lambda x: crops(x, 100, 3),
+    "mid4": lambda x: crops(x, 140, 2),
+}
+
+
+@torch.inference_mode()
+def embed(network: SiameseNetwork, x: torch.Tensor, views: str) -> torch.Tensor:
+    out = []
+    for start in range(0, len(x), 32):
+        batch = x[start : start + 32]
+        parts = [v for name in views.split("+") for v in VIEWS[name](batch)]
+        codes = torch.stack([network.forward_once(v) for v in parts]).mean(0)
+        out.append(F.normalize(codes, dim=1))
+    return torch.cat(out)
+
+
+def riu2(bits: torch.Tensor) -> torch.Tensor:
+    """Rotation-invariant uniform code of (N, P, H, W) bits: count of ones, or P + 1."""
+    points = bits.shape[1]
+    ones = bits.sum(1)
+    transitions = (bits != bits.roll(1, dims=1)).sum(1)
+    return torch.where(transitions <= 2, ones, torch.full_like(ones, points + 1))
+
+
+def histograms(codes: torch.Tensor, bins: int) -> torch.Tensor:
+    n = codes.shape[0]
+    flat = codes.reshape(n, -1) + torch.arange(n).unsqueeze(1) * bins
+    return torch.bincount(flat.reshape(-1), minlength=n * bins).view(n, bins).float() / (
+        codes[0].numel()
+    )
+
+
+def clbp(x: torch.Tensor, scales: tuple[tuple[int, int], ...] = ((8, 1), (16, 2), (24, 3))):
+    """CLBP_S/M joint and CLBP_S/C histograms per scale, square-rooted (Hellinger)."""
+    parts = []
+    for start in range(0, len(x), 16):
+        image = x[start : start + 16, 0]
+        per_scale = []
+        for points, radius in scales:
+            center = image[:, radius:-radius, radius:-radius]
+            h, w = center.shape[-2:]
+            diffs = []
+            for p in range(points):
+                angle = 2 * math.pi * p / points
+                dy, dx = round(-radius * math.sin(angle), 6), round(radius * math.cos(angle), 6)
+                y0, x0 = math.floor(dy), math.floor(dx)
+                fy, fx = dy - y0, dx - x0
+                value = 0
+                for oy, ox, weight in (
+                    (y0, x0, (1 - fy) * (1 - fx)),
+                    (y0, x0 + 1, (1 - fy) * fx),
+                    (y0 + 1, x0, fy * (1 - fx)),
+                    (y0 + 1, x0 + 1, fy * fx),
+                ):
+                    if weight:
+                        top, left = radius + oy, radius + ox
+                        value = value + weight * image[:, top : top + h, left : left + w]
+                diffs.append(value - center)
+            d = torch.stack(diffs, 1)
+            sign = riu2(d >= -1e-6)
+            magnitude = riu2(d.abs() >= d.abs().mean(dim=(1, 2, 3), keepdim=True))
+            bright = (center >= image.mean(dim=(1, 2), keepdim=True)).long()
+            bins = points + 2
+            per_scale.append(histograms(sign * bins + magnitude, bins * bins).sqrt())
+            per_scale.append(histograms(sign * 2 + bright, bins * 2).sqrt())
+        parts.append(torch.cat(per_scale, 1) / math.sqrt(len(per_scale)))
+    return torch.cat(parts)
+
+
+def score(codes: dict[str, torch.Tensor]) -> tuple[float, float]:
+    arrays = {c: v.numpy() for c, v in codes.items()}
+    episodes = one_shot_episodes(arrays, 1000, 5, 0)
+    pairs = pair_verification(arrays, None, 900, 0)
+    return episodes.accuracy.mean, pairs.roc_auc.mean
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/neu-cls"))
+    parser.add_argument("--runs", type=Path, default=Path("runs/loco"))
+    parser.add_argument("--run", default="base", help="fold checkpoints are RUNS/<run>-<fold>")
+    parser.add_argument("--folds", default="R,P,I")
+    parser.add_argument("--views", default="whole,whole+quadrants")
+    parser.add_argument(
+        "--clbp-weights",
+        default="",
+        help="comma-separated weights of the network in a hybrid with CLBP (e.g. 0.7,0.85), "
+        "applied to the last --views entry",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows: dict[str, list[tuple[float, float]]] = {}
+    for fold in args.folds.split(","):
+        held_out = FOLDS[fold]
+        network, _ = load_checkpoint(args.runs / f"{args.run}-{fold}" / "checkpoint.pt")
+        x = {c: load_batch(files) for c, files in proxy_files(args.data, held_out).items()}
+        for views in args.views.split(","):
+            codes = {c: embed(network, batch, views) for c, batch in x.items()}
+            rows.setdefault(views, []).append(score(codes))
+            print(f"fold {fold} {views}: 3-way {rows[views][-1][0]:.3f}", file=sys.stderr)
+        if args.clbp_weights:
+            # Both descriptors are scaled to a median distance of 1 over the fold's
+            # training images before they are weighed.
+            trained = [c for c in TRAIN_CLASSES if c != held_out]
+            train_files, _ = split_per_class(list_class_images(args.data, trained), 0.2, 0)
+            t = load_batch([p for files in train_files.values() for p in files])
+            net_scale = torch.pdist(embed(network, t, views)).median()
+            lbp_scale = torch.pdist(clbp(t)).median()
+            texture = {c: clbp(batch) for c, batch in x.items()}
+            rows.setdefault("clbp", []).append(score(texture))
+            for weight in map(float, args.clbp_weights.split(",")):
+                hybrid = {
+                    c: torch.cat(
+                        [
+                            codes[c] * math.sqrt(weight) / net_scale,
+                            texture[c] * math.sqrt(1 - weight) / lbp_scale,
+                        ],
+                        1,
+                    )
+                    for c in x
+                }
+                rows.setdefault(f"{views} + clbp, weight {weight:g}", []).append(score(hybrid))
+    folds = args.folds.split(",")
+    print("| views | " + " | ".join(f"fold {f} 3-way (AUC)" for f in folds) + " | mean 3-way |")
+    print("|---|" + "---:|" * (len(folds) + 1))
+    for name, scores in rows.items():
+        cells = " | ".join(f"{a:.3f} ({u:.3f})" for a, u in scores)
+        print(f"| {name} | {cells} | {np.mean([a for a, _ in scores]):.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
