@@ -215,6 +215,8 @@ def train(config: TrainConfig) -> TrainResult:
     if config.objective == "classify":
         kwargs["n_classes"] = len(config.train_classes)
     network = build_network(config.arch, **kwargs).to(device)
+    # How the trained tower will embed images; checked now, not after training.
+    embedding = with_views(network, config.views)
     size = network.input_size
 
     files = list_class_images(config.data, config.train_classes)
@@ -244,7 +246,6 @@ def train(config: TrainConfig) -> TrainResult:
         network.load_state_dict(best_state)
 
     # The threshold is calibrated on the network as it will embed: with its views.
-    embedding = with_views(network, config.views)
     val_data = ClassTensors.from_files(val_files, embedding.input_size)
     val_pairs = PairDataset(
         val_data, seed=config.seed + 1, augment=False, fixed=True, length=VALIDATION_PAIRS

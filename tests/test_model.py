@@ -209,6 +209,8 @@ def test_multi_view_embedding_averages_the_whole_image_and_its_quadrants(tmp_pat
     with torch.inference_mode():
         expected = F.normalize(torch.stack([tower.forward_once(v) for v in views]).mean(0), dim=1)
         assert torch.allclose(net.forward_once(x), expected, atol=1e-5)
+        many = torch.randn(MultiViewEmbedding.SMALL_BATCH, 1, 200, 200)  # one pass per view
+        assert torch.allclose(net.forward_once(many)[:3], net.forward_once(many[:3]), atol=1e-5)
         # a checkpoint keeps the tower's weights and rebuilds the views from its metadata
         meta = {
             "arch": "texture_net",
@@ -222,6 +224,8 @@ def test_multi_view_embedding_averages_the_whole_image_and_its_quadrants(tmp_pat
         assert torch.allclose(loaded.forward_once(x), expected, atol=1e-5)
     with pytest.raises(ValueError, match="unknown views"):
         with_views(tower, "corners")
+    with pytest.raises(ValueError, match="must normalise"):  # the paper's 5-d codes are not
+        with_views(build_network("deshpande2020"), "whole+quadrants")
 
 
 @pytest.mark.parametrize("arch", ["compact_texture", "texture_net", "deshpande2020"])
