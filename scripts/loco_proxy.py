@@ -141,6 +141,30 @@ def clbp(x: torch.Tensor, scales: tuple[tuple[int, int], ...] = ((8, 1), (16, 2)
     return torch.cat(parts)
 
 
+def threshold_shift(
+    data: Path,
+    network: SiameseNetwork,
+    held_out: str,
+    views: str,
+    codes: dict[str, torch.Tensor],
+) -> str:
+    """How far the best threshold for pairs with a new class lies from the one
+    calibrated on the trained classes' validation pairs: the best-accuracy threshold
+    on 900 of them, as training calibrates (pairs drawn by the evaluation's sampler)."""
+    trained = [c for c in TRAIN_CLASSES if c != held_out]
+    _, val = split_per_class(list_class_images(data, trained), 0.2, 0)
+    x = {c: load_batch(files) for c, files in val.items()}
+    val_codes = {c: embed(network, batch, views).numpy() for c, batch in x.items()}
+    calibrated = pair_verification(val_codes, None, 900, 1).best_threshold
+    proxy = pair_verification({c: v.numpy() for c, v in codes.items()}, calibrated, 900, 0)
+    return (
+        f"fold without {held_out}: calibrated threshold {calibrated:.3f}, best on the proxy "
+        f"{proxy.best_threshold:.3f} (x{proxy.best_threshold / calibrated:.2f}); pair accuracy "
+        f"{proxy.accuracy_at_threshold.mean:.3f} at the calibrated one, "
+        f"{proxy.accuracy_at_best.mean:.3f} at the best"
+    )
+
+
 def score(codes: dict[str, torch.Tensor]) -> tuple[float, float]:
     arrays = {c: v.numpy() for c, v in codes.items()}
     episodes = one_shot_episodes(arrays, 1000, 5, 0)
@@ -155,6 +179,13 @@ def main() -> int:
     parser.add_argument("--run", default="base", help="fold checkpoints are RUNS/<run>-<fold>")
     parser.add_argument("--folds", default="R,P,I")
     parser.add_argument("--views", default="whole,whole+quadrants")
+    parser.add_argument(
+        "--thresholds",
+        action="store_true",
+        help="also compare each fold's calibrated threshold (validation pairs of its two "
+        "classes, as training does) with the best threshold on the proxy's pairs, for the "
+        "last --views entry",
+    )
     parser.add_argument(
         "--clbp-weights",
         default="",
@@ -172,6 +203,8 @@ def main() -> int:
             codes = {c: embed(network, batch, views) for c, batch in x.items()}
             rows.setdefault(views, []).append(score(codes))
             print(f"fold {fold} {views}: 3-way {rows[views][-1][0]:.3f}", file=sys.stderr)
+        if args.thresholds:
+            print(threshold_shift(args.data, network, held_out, views, codes), file=sys.stderr)
         if args.clbp_weights:
             # Both descriptors are scaled to a median distance of 1 over the fold's
             # training images before they are weighed.
