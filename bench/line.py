@@ -32,7 +32,7 @@ from core.jobs import QUEUE_NAME, InspectJob, send_job
 from core.migrate import upgrade_to_head
 from core.queue import make_client
 from core.references import seed_from_folder
-from core.settings import Settings, settings_from_env
+from core.settings import Settings, settings_from_env, settings_to_env
 from core.tables import Inspection
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,27 +117,15 @@ class Line:
             inspect_batch_wait_ms=scenario.batch_wait_ms,
             model_threads=scenario.threads,
             model_checkpoint=scenario.checkpoint or base.model_checkpoint,
+            log_level="WARNING",
         )
         self.scenario = scenario
         self.workdir = workdir
         self.workers: list[subprocess.Popen] = []
 
     def env(self) -> dict[str, str]:
-        s = self.settings
-        env = dict(os.environ)
-        env.update(
-            DATABASE_URL=s.database_url,
-            REDIS_URL=s.redis_url,
-            BLOB_DIR=str(s.blob_dir),
-            INSPECT_BATCH_SIZE=str(s.inspect_batch_size),
-            INSPECT_BATCH_WAIT_MS=str(s.inspect_batch_wait_ms),
-            MODEL_THREADS=str(s.model_threads),
-            MODEL_DEVICE=s.model_device,
-            LOG_LEVEL="WARNING",
-            OMP_NUM_THREADS=str(s.model_threads),
-        )
-        if s.model_checkpoint is not None:
-            env["MODEL_CHECKPOINT"] = str(s.model_checkpoint)
+        env = {**os.environ, **settings_to_env(self.settings)}
+        env["OMP_NUM_THREADS"] = str(self.settings.model_threads)
         return env
 
     def start(self) -> None:

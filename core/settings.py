@@ -142,6 +142,40 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     )
 
 
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that ``settings_from_env`` reads back as ``settings``.
+
+    For starting another process (a worker, the admin) with these settings.
+    """
+    env = {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "BLOB_DIR": str(settings.blob_dir),
+        "INBOX_DIR": str(settings.inbox_dir),
+        "SECRET_KEY": settings.secret_key,
+        "INSPECTION_ENV": settings.environment,
+        "MAX_IMAGE_BYTES": str(settings.max_image_bytes),
+        "MAX_IMAGE_PIXELS": str(settings.max_image_pixels),
+        "MODEL_DEVICE": settings.model_device,
+        "LOG_LEVEL": settings.log_level,
+        "LOG_FORMAT": settings.log_format,
+        "WORKER_METRICS_PORT": str(settings.worker_metrics_port),
+        "COOKIE_SECURE": "1" if settings.cookie_secure else "0",
+        "INSPECT_BATCH_SIZE": str(settings.inspect_batch_size),
+        "INSPECT_BATCH_WAIT_MS": str(settings.inspect_batch_wait_ms),
+        "BROKER_VISIBILITY_TIMEOUT": str(settings.visibility_timeout_s),
+        "MODEL_THREADS": str(settings.model_threads),
+        "SPOOL_DIR": str(settings.spool_dir),
+        "MAX_QUEUE_LENGTH": str(settings.max_queue_length),
+    }
+    # Unset means "from the checkpoint": leave these out rather than write a value.
+    if settings.model_checkpoint is not None:
+        env["MODEL_CHECKPOINT"] = str(settings.model_checkpoint)
+    if settings.match_threshold is not None:
+        env["MATCH_THRESHOLD"] = repr(settings.match_threshold)
+    return env
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings, read once."""

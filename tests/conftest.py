@@ -26,7 +26,7 @@ from core.blobs import BlobStore
 from core.db import session_scope
 from core.migrate import upgrade_to_head
 from core.references import seed_from_folder
-from core.settings import Settings, settings_from_env
+from core.settings import Settings, settings_from_env, settings_to_env
 from core.tables import Inspection
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,24 +96,7 @@ def settings(migrated_pg_url: str, redis_url: str, tmp_path: Path) -> Settings:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a subprocess these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
-    env.update(
-        SPOOL_DIR=str(settings.spool_dir),
-        LOG_FORMAT=settings.log_format,
-        WORKER_METRICS_PORT=str(settings.worker_metrics_port),
-        MAX_QUEUE_LENGTH=str(settings.max_queue_length),
-        INSPECT_BATCH_SIZE=str(settings.inspect_batch_size),
-        INSPECT_BATCH_WAIT_MS=str(settings.inspect_batch_wait_ms),
-        BROKER_VISIBILITY_TIMEOUT=str(settings.visibility_timeout_s),
-        DATABASE_URL=settings.database_url,
-        REDIS_URL=settings.redis_url,
-        BLOB_DIR=str(settings.blob_dir),
-        INBOX_DIR=str(settings.inbox_dir),
-        SECRET_KEY=settings.secret_key,
-        MAX_IMAGE_BYTES=str(settings.max_image_bytes),
-        PYTHONUNBUFFERED="1",
-    )
-    if settings.model_checkpoint:
-        env["MODEL_CHECKPOINT"] = str(settings.model_checkpoint)
+    env.update(settings_to_env(settings), PYTHONUNBUFFERED="1")
     return env
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 from core.blobs import BlobStore
 from core.images import ImageRejected, decode_image
 from core.jobs import InspectJob, JobInvalid, decode_b64_image, resolve_inbox_path
-from core.settings import SettingsError, settings_from_env
+from core.settings import Settings, SettingsError, settings_from_env, settings_to_env
 from core.verdict import ReferenceSet, decide, decide_batch
 from tests.conftest import png_bytes, sample_images
 
@@ -38,6 +38,37 @@ def test_settings_fail_fast_with_a_clear_message():
         settings_from_env({"DATABASE_URL": "inspection.db"})
     production = settings_from_env({"INSPECTION_ENV": "production", "SECRET_KEY": "s" * 40})
     assert production.cookie_secure
+
+
+def test_settings_survive_the_trip_to_a_child_process_environment():
+    changed = Settings(
+        database_url="postgresql+psycopg://u@db/line",
+        redis_url="redis://broker:6379/3",
+        blob_dir=Path("/data/blobs"),
+        inbox_dir=Path("/data/inbox"),
+        model_checkpoint=Path("model/weights/fast.pt"),
+        secret_key="k" * 40,
+        environment="production",
+        match_threshold=0.86,
+        max_image_bytes=1234567,
+        max_image_pixels=7654321,
+        model_device="cpu",
+        log_level="WARNING",
+        log_format="json",
+        worker_metrics_port=0,
+        cookie_secure=True,
+        inspect_batch_size=7,
+        inspect_batch_wait_ms=9,
+        visibility_timeout_s=99,
+        model_threads=3,
+        spool_dir=Path("/data/spool"),
+        max_queue_length=11,
+    )
+    # every field differs from its default, so a field the inverse forgets fails here
+    assert all(getattr(changed, f) != getattr(Settings(), f) for f in Settings.__dataclass_fields__)
+    assert settings_from_env(settings_to_env(changed)) == changed
+    defaults = settings_from_env({})  # demo: cookies not secure, a random secret key
+    assert settings_from_env(settings_to_env(defaults)) == defaults
 
 
 def test_blob_store_is_content_addressed_and_atomic(tmp_path):
