@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
-from flask import Flask, current_app, g
+from flask import Flask, abort, current_app, g
 from sqlalchemy.orm import Session
 
 from core.blobs import BlobStore
@@ -19,6 +19,17 @@ def get_db() -> Session:
     if "db" not in g:
         g.db = get_sessionmaker(current_app.config["DATABASE_URL"])()
     return g.db
+
+
+Row = TypeVar("Row")
+
+
+def get_or_404(model: type[Row], key: int) -> Row:
+    """The row of ``model`` with primary key ``key``, or a 404 response."""
+    row = get_db().get(model, key)
+    if row is None:
+        abort(404)
+    return row
 
 
 def get_store() -> BlobStore:

@@ -10,7 +10,6 @@ from typing import Any
 from flask import (
     Blueprint,
     Response,
-    abort,
     current_app,
     flash,
     redirect,
@@ -23,7 +22,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from admin.auth import safe_next
-from admin.db import get_db
+from admin.db import get_db, get_or_404
 from admin.queue import (
     SORTS,
     QueueFilter,
@@ -133,9 +132,7 @@ def _csv_value(value: Any) -> Any:
 @bp.route("/inspections/<int:inspection_id>")
 def detail(inspection_id: int) -> Any:
     db = get_db()
-    inspection = db.get(Inspection, inspection_id)
-    if inspection is None:
-        abort(404)
+    inspection = get_or_404(Inspection, inspection_id)
     nearest = (
         db.get(Reference, inspection.nearest_reference_id)
         if inspection.nearest_reference_id
@@ -177,9 +174,7 @@ def apply_review(
 @bp.route("/inspections/<int:inspection_id>/review", methods=["POST"])
 def review(inspection_id: int) -> Any:
     db = get_db()
-    inspection = db.get(Inspection, inspection_id)
-    if inspection is None:
-        abort(404)
+    inspection = get_or_404(Inspection, inspection_id)
     action = request.form.get("action", "")
     try:
         apply_review(

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from wtforms import SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from admin.db import get_db, get_store
+from admin.db import get_db, get_or_404, get_store
 from admin.roles import admin_required
 from core.images import ImageRejected
 from core.references import add_reference
@@ -92,9 +92,7 @@ def upload() -> Any:
 @admin_required
 def set_active(reference_id: int) -> Any:
     db = get_db()
-    reference = db.get(Reference, reference_id)
-    if reference is None:
-        abort(404)
+    reference = get_or_404(Reference, reference_id)
     reference.active = request.form.get("active") == "1"
     db.commit()
     state = "active again" if reference.active else "deactivated"

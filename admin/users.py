@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
 from admin.auth import MIN_PASSWORD_LENGTH, create_user
-from admin.db import get_db
+from admin.db import get_db, get_or_404
 from admin.roles import admin_required
 from admin.tokens import new_api_token
 from core.tables import ROLES, ApiToken, User
@@ -58,9 +58,7 @@ def add_user() -> Any:
 @admin_required
 def update_user(user_id: int) -> Any:
     db = get_db()
-    user = db.get(User, user_id)
-    if user is None:
-        abort(404)
+    user = get_or_404(User, user_id)
     if user.username == current_user.username and request.form.get("active") == "0":
         flash("You cannot deactivate yourself.", "error")
         return redirect(url_for("users.users"))
@@ -95,9 +93,7 @@ def add_token() -> Any:
 @admin_required
 def revoke_token(token_id: int) -> Any:
     db = get_db()
-    token = db.get(ApiToken, token_id)
-    if token is None:
-        abort(404)
+    token = get_or_404(ApiToken, token_id)
     token.active = False
     db.commit()
     flash(f"Token {token.name} ({token.prefix}…) revoked.", "info")
