@@ -27,16 +27,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model.checkpoint import load_checkpoint
-from model.data import list_class_images, split_per_class
+from model.data import list_class_images, load_tensors, split_per_class
 from model.evaluate import one_shot_episodes, pair_verification
 from model.networks import SiameseNetwork
-from model.preprocess import to_grayscale_array
 
 TRAIN_CLASSES = ("inclusion", "patches", "rolled-in_scale")
 FOLDS = {"R": "rolled-in_scale", "P": "patches", "I": "inclusion"}
@@ -46,15 +44,6 @@ def proxy_files(data: Path, held_out: str) -> dict[str, list[Path]]:
     trained = [c for c in TRAIN_CLASSES if c != held_out]
     _, val = split_per_class(list_class_images(data, trained), 0.2, 0)
     return {**{c: val[c] for c in trained}, held_out: list_class_images(data, [held_out])[held_out]}
-
-
-def load_batch(files: list[Path]) -> torch.Tensor:
-    """(N, 1, 200, 200) in [-1, 1]."""
-    arrays = []
-    for path in files:
-        with Image.open(path) as image:
-            arrays.append(to_grayscale_array(image))
-    return torch.from_numpy(np.stack(arrays).astype(np.float32)).unsqueeze(1) / 127.5 - 1.0
 
 
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -153,7 +142,7 @@ def threshold_shift(
     on 900 of them, as training calibrates (pairs drawn by the evaluation's sampler)."""
     trained = [c for c in TRAIN_CLASSES if c != held_out]
     _, val = split_per_class(list_class_images(data, trained), 0.2, 0)
-    x = {c: load_batch(files) for c, files in val.items()}
+    x = {c: load_tensors(files, 200) for c, files in val.items()}
     val_codes = {c: embed(network, batch, views).numpy() for c, batch in x.items()}
     calibrated = pair_verification(val_codes, None, 900, 1).best_threshold
     proxy = pair_verification({c: v.numpy() for c, v in codes.items()}, calibrated, 900, 0)
@@ -198,7 +187,7 @@ def main() -> int:
     for fold in args.folds.split(","):
         held_out = FOLDS[fold]
         network, _ = load_checkpoint(args.runs / f"{args.run}-{fold}" / "checkpoint.pt")
-        x = {c: load_batch(files) for c, files in proxy_files(args.data, held_out).items()}
+        x = {c: load_tensors(files, 200) for c, files in proxy_files(args.data, held_out).items()}
         for views in args.views.split(","):
             codes = {c: embed(network, batch, views) for c, batch in x.items()}
             rows.setdefault(views, []).append(score(codes))
@@ -210,7 +199,7 @@ def main() -> int:
             # training images before they are weighed.
             trained = [c for c in TRAIN_CLASSES if c != held_out]
             train_files, _ = split_per_class(list_class_images(args.data, trained), 0.2, 0)
-            t = load_batch([p for files in train_files.values() for p in files])
+            t = load_tensors([p for files in train_files.values() for p in files], 200)
             net_scale = torch.pdist(embed(network, t, views)).median()
             lbp_scale = torch.pdist(clbp(t)).median()
             texture = {c: clbp(batch) for c, batch in x.items()}
