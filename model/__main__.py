@@ -72,6 +72,12 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         "whole+quadrants (texture_net: the whole image and its four quadrants at "
         "full resolution, averaged; five passes)",
     )
+    p.add_argument(
+        "--center",
+        action="store_true",
+        help="after training, subtract the training images' mean embedding from every "
+        "embedding and renormalise (networks with unit embeddings; stored in the checkpoint)",
+    )
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -117,6 +123,7 @@ def run_train(args: argparse.Namespace) -> int:
         class_weight=args.class_weight,
         min_crop=args.min_crop,
         views=args.views,
+        center=args.center,
         val_fraction=args.val_fraction,
         seed=args.seed,
         keep=args.keep,

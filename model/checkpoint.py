@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from model.networks import MultiViewEmbedding, SiameseNetwork, build_network, with_views
+from model.networks import SiameseNetwork, build_network, inference_network
 
 FORMAT_VERSION = 1
 REQUIRED_META = ("arch", "arch_kwargs", "input_size", "threshold")
@@ -26,13 +26,13 @@ REQUIRED_META = ("arch", "arch_kwargs", "input_size", "threshold")
 def save_checkpoint(path: str | Path, network: SiameseNetwork, meta: dict[str, Any]) -> Path:
     """Write weights and metadata atomically (temporary file, then rename).
 
-    A multi-view network is saved as its tower; ``meta["views"]`` rebuilds it.
+    A network wrapped for inference is saved as its tower; ``meta["views"]``
+    and ``meta["center"]`` rebuild the wrappers.
     """
     missing = [key for key in REQUIRED_META if key not in meta]
     if missing:
         raise ValueError(f"checkpoint metadata lacks {', '.join(missing)}")
-    if isinstance(network, MultiViewEmbedding):
-        network = network.tower
+    network = getattr(network, "tower", network)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
@@ -74,6 +74,9 @@ def load_checkpoint(
     meta = payload["meta"]
     network = build_network(meta["arch"], **meta["arch_kwargs"])
     network.load_state_dict(payload["state_dict"])
-    network = with_views(network, meta.get("views", "whole"))
+    center = meta.get("center")
+    network = inference_network(
+        network, meta.get("views", "whole"), None if center is None else torch.tensor(center)
+    )
     network.eval()
     return network, meta

@@ -178,7 +178,6 @@ class TextureNet(SiameseNetwork):
         embedding_dim: int = 128,
         width: int = 32,
         input_size: int = 100,
-        gram_channels: int = 0,
     ) -> None:
         super().__init__()
         if input_size not in (100, 200):
@@ -267,6 +266,48 @@ def with_views(tower: SiameseNetwork, views: str) -> SiameseNetwork:
     if views == "whole+quadrants":
         return MultiViewEmbedding(tower)
     raise ValueError(f"unknown views {views!r}; choose one of: {', '.join(VIEWS)}")
+
+
+class CenteredEmbedding(SiameseNetwork):
+    """Embeddings moved by the mean embedding of the training images, then renormalised.
+
+    A network trained on a few classes puts every image, of any class, near
+    the same direction: the part of the code all training images share. On
+    the unit sphere that common part crowds the classes it never saw together.
+    Subtracting it before renormalising (CL2N in Wang et al., "SimpleShot",
+    2019) spreads them out, at no cost per image. On the leave-one-class-out
+    proxy it raised mean 3-way one-shot accuracy by 0.7 (five views) and 1.4
+    points (one view); on the unseen NEU classes it did not (docs/model.md).
+    The mean comes from training images only, never from the images compared.
+    """
+
+    normalized = True
+
+    def __init__(self, network: SiameseNetwork, center: torch.Tensor) -> None:
+        super().__init__()
+        if not network.normalized:
+            raise ValueError("centring works on unit embeddings: the network must normalise")
+        self.network = network
+        self.input_size = network.input_size
+        self.embedding_dim = int(getattr(network, "embedding_dim", 0))
+        self.register_buffer("center", center.detach().float().reshape(1, -1))
+
+    @property
+    def tower(self) -> SiameseNetwork:
+        """The trained network under the inference wrappers (what checkpoints store)."""
+        return getattr(self.network, "tower", self.network)
+
+    def forward_once(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.network.forward_once(x) - self.center, dim=1)
+
+
+def inference_network(
+    tower: SiameseNetwork, views: str, center: torch.Tensor | None = None
+) -> SiameseNetwork:
+    """The trained tower as it embeds images: through its views, then centred when
+    a training mean is given (checkpoint metadata "views" and "center")."""
+    network = with_views(tower, views)
+    return network if center is None else CenteredEmbedding(network, center)
 
 
 class StridedMaxPool2x2(nn.Module):

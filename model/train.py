@@ -22,7 +22,7 @@ from model.data import ClassTensors, PairDataset, list_class_images, split_per_c
 from model.embedder import resolve_device
 from model.losses import pair_distance
 from model.metrics import accuracy_at, best_threshold, roc_auc
-from model.networks import SiameseNetwork, build_network, with_views
+from model.networks import CenteredEmbedding, SiameseNetwork, build_network, with_views
 from model.objectives import (
     Batch,
     ClassifyObjective,
@@ -57,6 +57,7 @@ class TrainConfig:
     class_weight: float = 1.0  # views: weight of the supervised term
     min_crop: float = 0.35  # views: smallest crop, as a fraction of the image area
     views: str = "whole"  # how images are seen at inference (``model.networks.VIEWS``)
+    center: bool = False  # subtract the training images' mean embedding at inference
     val_fraction: float = 0.2
     seed: int = 0
     keep: str = "last"  # "last" epoch, or the epoch with the "best" validation loss
@@ -175,6 +176,21 @@ def pair_distances(
     return np.concatenate(distances), np.concatenate(labels).astype(bool)
 
 
+@torch.inference_mode()
+def mean_embedding(
+    network: SiameseNetwork, images: torch.Tensor, device: torch.device, batch: int = 64
+) -> torch.Tensor:
+    """The mean of the (unit) embeddings of ``images``, un-augmented, in eval mode."""
+    network.eval()
+    total = None
+    for start in range(0, len(images), batch):
+        codes = network.forward_once(images[start : start + batch].to(device)).sum(dim=0)
+        total = codes if total is None else total + codes
+    if total is None:
+        raise ValueError("no images to take a mean embedding of")
+    return total / len(images)
+
+
 LOSS_NAMES = {
     "pairs": "contrastive loss",
     "views": "instance + class contrastive loss",
@@ -217,6 +233,8 @@ def train(config: TrainConfig) -> TrainResult:
     network = build_network(config.arch, **kwargs).to(device)
     # How the trained tower will embed images; checked now, not after training.
     embedding = with_views(network, config.views)
+    if config.center and not network.normalized:
+        raise ValueError(f"--center needs unit embeddings; {config.arch} does not normalise")
     size = network.input_size
 
     files = list_class_images(config.data, config.train_classes)
@@ -245,7 +263,13 @@ def train(config: TrainConfig) -> TrainResult:
     if best_state is not None:
         network.load_state_dict(best_state)
 
-    # The threshold is calibrated on the network as it will embed: with its views.
+    center = None
+    if config.center:
+        train_data = ClassTensors.from_files(train_files, embedding.input_size)
+        center = mean_embedding(embedding, torch.cat(train_data.images), device)
+        embedding = CenteredEmbedding(embedding, center)
+    # The threshold is calibrated on the network as it will embed: with its views
+    # and centring.
     val_data = ClassTensors.from_files(val_files, embedding.input_size)
     val_pairs = PairDataset(
         val_data, seed=config.seed + 1, augment=False, fixed=True, length=VALIDATION_PAIRS
@@ -256,6 +280,7 @@ def train(config: TrainConfig) -> TrainResult:
         "arch": config.arch,
         "arch_kwargs": kwargs,
         "views": config.views,
+        "center": None if center is None else center.cpu().tolist(),
         "input_size": embedding.input_size,
         "embedding_dim": int(getattr(network, "embedding_dim", 0)),
         "normalized": bool(network.normalized),

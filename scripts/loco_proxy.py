@@ -11,7 +11,10 @@ several ways of viewing an image at inference:
 * ``grid9``: nine overlapping 100x100 crops at full resolution;
 * ``mid4``: four 140x140 corner crops resized to 100x100;
 
-joined with ``+`` (codes of all views averaged), and optionally a hybrid with
+joined with ``+`` (codes of all views averaged), optionally centred on the
+mean code of the fold's training images (``--center``, as ``train --center``
+does; the fold checkpoints themselves are trained without it), and optionally a
+hybrid with
 completed local binary patterns (CLBP, Guo, Zhang & Zhang, 2010), a
 training-free texture descriptor, at several weights.
 
@@ -136,14 +139,19 @@ def threshold_shift(
     held_out: str,
     views: str,
     codes: dict[str, torch.Tensor],
+    mean: torch.Tensor | None = None,
 ) -> str:
     """How far the best threshold for pairs with a new class lies from the one
     calibrated on the trained classes' validation pairs: the best-accuracy threshold
-    on 900 of them, as training calibrates (pairs drawn by the evaluation's sampler)."""
+    on 900 of them, as training calibrates (pairs drawn by the evaluation's sampler).
+    With ``mean``, ``codes`` are centred on it and so are the validation codes."""
     trained = [c for c in TRAIN_CLASSES if c != held_out]
     _, val = split_per_class(list_class_images(data, trained), 0.2, 0)
     x = {c: load_tensors(files, 200) for c, files in val.items()}
-    val_codes = {c: embed(network, batch, views).numpy() for c, batch in x.items()}
+    val_codes = {}
+    for c, batch in x.items():
+        v = embed(network, batch, views)
+        val_codes[c] = (v if mean is None else F.normalize(v - mean, dim=1)).numpy()
     calibrated = pair_verification(val_codes, None, 900, 1).best_threshold
     proxy = pair_verification({c: v.numpy() for c, v in codes.items()}, calibrated, 900, 0)
     return (
@@ -173,7 +181,13 @@ def main() -> int:
         action="store_true",
         help="also compare each fold's calibrated threshold (validation pairs of its two "
         "classes, as training does) with the best threshold on the proxy's pairs, for the "
-        "last --views entry",
+        "last --views entry (centred, with --center)",
+    )
+    parser.add_argument(
+        "--center",
+        action="store_true",
+        help="also score every --views entry centred on the mean code of the fold's "
+        "training images (model.networks.CenteredEmbedding)",
     )
     parser.add_argument(
         "--clbp-weights",
@@ -187,19 +201,30 @@ def main() -> int:
     for fold in args.folds.split(","):
         held_out = FOLDS[fold]
         network, _ = load_checkpoint(args.runs / f"{args.run}-{fold}" / "checkpoint.pt")
+        network = getattr(network, "tower", network)  # the views are made here
         x = {c: load_tensors(files, 200) for c, files in proxy_files(args.data, held_out).items()}
+        trained = [c for c in TRAIN_CLASSES if c != held_out]
+        train_files, _ = split_per_class(list_class_images(args.data, trained), 0.2, 0)
+        if args.center or args.clbp_weights:
+            t = load_tensors([p for files in train_files.values() for p in files], 200)
         for views in args.views.split(","):
             codes = {c: embed(network, batch, views) for c, batch in x.items()}
             rows.setdefault(views, []).append(score(codes))
             print(f"fold {fold} {views}: 3-way {rows[views][-1][0]:.3f}", file=sys.stderr)
+            if args.center:
+                mean = embed(network, t, views).mean(dim=0)
+                centred = {c: F.normalize(v - mean, dim=1) for c, v in codes.items()}
+                rows.setdefault(f"{views}, centred", []).append(score(centred))
         if args.thresholds:
-            print(threshold_shift(args.data, network, held_out, views, codes), file=sys.stderr)
+            shift = (
+                threshold_shift(args.data, network, held_out, views, centred, mean)
+                if args.center
+                else threshold_shift(args.data, network, held_out, views, codes)
+            )
+            print(shift, file=sys.stderr)
         if args.clbp_weights:
             # Both descriptors are scaled to a median distance of 1 over the fold's
             # training images before they are weighed.
-            trained = [c for c in TRAIN_CLASSES if c != held_out]
-            train_files, _ = split_per_class(list_class_images(args.data, trained), 0.2, 0)
-            t = load_tensors([p for files in train_files.values() for p in files], 200)
             net_scale = torch.pdist(embed(network, t, views)).median()
             lbp_scale = torch.pdist(clbp(t)).median()
             texture = {c: clbp(batch) for c, batch in x.items()}

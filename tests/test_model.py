@@ -97,7 +97,9 @@ def test_fast_checkpoint_is_the_default_network_seen_in_one_pass():
     assert (default.meta["views"], default.input_size) == ("whole+quadrants", 200)
     assert (fast.meta.get("views", "whole"), fast.input_size) == ("whole", 100)
     tower = default.network.tower.state_dict()
-    assert all(torch.equal(v, tower[k]) for k, v in fast.network.state_dict().items())
+    assert all(torch.equal(v, tower[k]) for k, v in fast.network.tower.state_dict().items())
+    # each is centred on the training images' mean as it sees them
+    assert len(default.meta["center"]) == len(fast.meta["center"]) == default.embedding_dim
     assert FAST_CHECKPOINT.stat().st_size < 5 * 1024 * 1024
 
 
@@ -180,6 +182,7 @@ def test_every_objective_trains_and_saves_a_loadable_checkpoint(tmp_path, arch, 
         schedule="onecycle",
         weight_decay=1e-4,
         views="whole+quadrants" if quadrants else "whole",
+        center=bool(quadrants),
     )
     result = train(config)
     assert len(result.history) == 2
@@ -192,12 +195,29 @@ def test_every_objective_trains_and_saves_a_loadable_checkpoint(tmp_path, arch, 
         assert 0.0 <= result.meta["metrics"]["val_accuracy"] <= 1.0
     if quadrants:  # embeds 200x200 images; the threshold was calibrated that way
         assert embedder.input_size == 200 and embedder.meta["views"] == "whole+quadrants"
+        # centred: the stored center is the mean of the training images' codes
+        # (before centring), so centred, those codes average to zero
+        from torch.nn import functional as F
+
+        from model.data import list_class_images, load_tensors, split_per_class
+        from model.networks import CenteredEmbedding
+
+        network, _ = load_checkpoint(result.checkpoint)
+        assert isinstance(network, CenteredEmbedding)
+        train_files, _ = split_per_class(list_class_images(SAMPLE, classes), 0.2, config.seed)
+        images = torch.cat([load_tensors(f, 200) for f in train_files.values()])
+        with torch.inference_mode():
+            uncentred = network.network.forward_once(images)
+            centred = network.forward_once(images)
+        center = torch.tensor(embedder.meta["center"])
+        assert torch.allclose(uncentred.mean(0), center, atol=1e-5)
+        assert torch.allclose(centred, F.normalize(uncentred - center, dim=1), atol=1e-6)
 
 
 def test_multi_view_embedding_averages_the_whole_image_and_its_quadrants(tmp_path):
     from torch.nn import functional as F
 
-    from model.networks import MultiViewEmbedding, with_views
+    from model.networks import CenteredEmbedding, MultiViewEmbedding, with_views
 
     torch.manual_seed(0)
     tower = build_network("texture_net", embedding_dim=16).eval()
@@ -226,6 +246,8 @@ def test_multi_view_embedding_averages_the_whole_image_and_its_quadrants(tmp_pat
         with_views(tower, "corners")
     with pytest.raises(ValueError, match="must normalise"):  # the paper's 5-d codes are not
         with_views(build_network("deshpande2020"), "whole+quadrants")
+    with pytest.raises(ValueError, match="must normalise"):
+        CenteredEmbedding(build_network("deshpande2020"), torch.zeros(5))
 
 
 @pytest.mark.parametrize("arch", ["compact_texture", "texture_net", "deshpande2020"])
