@@ -59,6 +59,13 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         help="views: weight of the supervised (same class) term",
     )
     p.add_argument(
+        "--texture-weight",
+        type=float,
+        default=0.0,
+        help="views: weight of an extra term, predicting each view's local binary pattern "
+        "histograms from its embedding (0: off)",
+    )
+    p.add_argument(
         "--min-crop",
         type=float,
         default=0.35,
@@ -121,6 +128,7 @@ def run_train(args: argparse.Namespace) -> int:
         per_class=args.per_class,
         temperature=args.temperature,
         class_weight=args.class_weight,
+        texture_weight=args.texture_weight,
         min_crop=args.min_crop,
         views=args.views,
         center=args.center,

@@ -3,7 +3,9 @@
 * ``pairs``: the paper's objective. Random pairs, same class with p = 0.5, 90-degree
   rotations and flips, contrastive loss with a margin.
 * ``views``: two augmented views of every image in a class-balanced batch;
-  instance discrimination plus supervised contrast (``model.losses``).
+  instance discrimination plus supervised contrast (``model.losses``), and
+  optionally a texture term: the embedding must predict each view's local
+  binary pattern histograms (``model.lbp``).
 * ``classify``: cross-entropy over the classes, for the conventional CNN baseline.
 
 The training loop (``model.train``) is the same for all three.
@@ -19,11 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from model.augment import ViewAugmenter
 from model.data import ClassTensors, PairDataset, augment_dihedral
+from model.lbp import uniform_lbp_histograms
 from model.losses import contrastive_loss, instance_and_class_loss, pair_distance
 from model.networks import SiameseNetwork
 
@@ -53,6 +57,10 @@ class Objective:
 
     def loss(self, network: SiameseNetwork, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
+
+    def parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters of the objective itself (auxiliary heads), if any."""
+        return []
 
     def metrics(self, network: SiameseNetwork) -> dict[str, Any]:
         """Extra validation metrics, computed once after training."""
@@ -109,6 +117,8 @@ class ViewObjective(Objective):
         min_crop: float,
         seed: int,
         device: torch.device,
+        texture_weight: float = 0.0,
+        embedding_dim: int = 0,
     ) -> None:
         self.train = [load_uint8(files) for files in train_files.values()]
         self.val = [load_uint8(files) for files in val_files.values()]
@@ -121,6 +131,16 @@ class ViewObjective(Objective):
         self.generator = torch.Generator().manual_seed(seed)
         images = sum(len(t) for t in self.train)
         self.steps = max(1, images // (per_class * len(self.train)))
+        self.texture_weight = texture_weight
+        self.texture_head: nn.Linear | None = None
+        if texture_weight:
+            # Targets are standardised with statistics of one fixed batch of
+            # training views, so every histogram bin weighs the same.
+            sample = self._batch(self.train, torch.Generator().manual_seed(seed + 2), 64)[0]
+            targets = self.texture_targets(sample)
+            self.texture_mean = targets.mean(0).to(device)
+            self.texture_std = (targets.std(0) + 1e-3).to(device)
+            self.texture_head = nn.Linear(embedding_dim, targets.shape[1]).to(device)
 
     def _batch(
         self, groups: list[torch.Tensor], generator: torch.Generator, per_class: int | None
@@ -148,12 +168,27 @@ class ViewObjective(Objective):
         # the same views every epoch, so validation losses are comparable
         yield self._batch(self.val, torch.Generator().manual_seed(self.seed + 1), None)
 
+    @staticmethod
+    def texture_targets(views: torch.Tensor) -> torch.Tensor:
+        """Square-rooted uniform LBP histograms of each view, all scales side by side."""
+        return torch.cat(uniform_lbp_histograms(views), dim=1).sqrt()
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [] if self.texture_head is None else list(self.texture_head.parameters())
+
     def loss(self, network: SiameseNetwork, batch: Batch) -> torch.Tensor:
         views, instances, classes = (t.to(self.device) for t in batch)
         codes = network.forward_once(views)
-        return instance_and_class_loss(
+        loss = instance_and_class_loss(
             codes, instances, classes, self.temperature, self.class_weight
         )
+        if self.texture_head is not None:
+            # Contrast between three classes keeps what tells them apart and may drop
+            # fine texture that new classes differ by; predicting the views' local
+            # binary patterns from the embedding asks it to keep that texture.
+            target = (self.texture_targets(views) - self.texture_mean) / self.texture_std
+            loss = loss + self.texture_weight * F.mse_loss(self.texture_head(codes), target)
+        return loss
 
 
 class ClassifyObjective(Objective):

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -55,6 +56,7 @@ class TrainConfig:
     per_class: int = 32  # views: images per class in a batch (two views each)
     temperature: float = 0.1  # views
     class_weight: float = 1.0  # views: weight of the supervised term
+    texture_weight: float = 0.0  # views: weight of predicting the views' LBP histograms
     min_crop: float = 0.35  # views: smallest crop, as a fraction of the image area
     views: str = "whole"  # how images are seen at inference (``model.networks.VIEWS``)
     center: bool = False  # subtract the training images' mean embedding at inference
@@ -113,6 +115,7 @@ def build_objective(
     val_files: dict[str, list[Path]],
     size: int,
     device: torch.device,
+    embedding_dim: int = 0,
 ) -> Objective:
     if config.objective == "views":
         return ViewObjective(
@@ -125,6 +128,8 @@ def build_objective(
             config.min_crop,
             config.seed,
             device,
+            config.texture_weight,
+            embedding_dim,
         )
     train_data = ClassTensors.from_files(train_files, size)
     val_data = ClassTensors.from_files(val_files, size)
@@ -144,15 +149,15 @@ def build_objective(
 
 
 def build_optimizer(
-    network: SiameseNetwork, config: TrainConfig, steps_per_epoch: int
+    parameters: list[nn.Parameter], config: TrainConfig, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
     """Adam as in the paper; AdamW when weight decay is asked for; optional one-cycle."""
     if config.weight_decay:
         optimizer: torch.optim.Optimizer = torch.optim.AdamW(
-            network.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            parameters, lr=config.lr, weight_decay=config.weight_decay
         )
     else:
-        optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
+        optimizer = torch.optim.Adam(parameters, lr=config.lr)
     if config.schedule == "constant":
         return optimizer, None
     if config.schedule == "onecycle":
@@ -239,11 +244,15 @@ def train(config: TrainConfig) -> TrainResult:
 
     files = list_class_images(config.data, config.train_classes)
     train_files, val_files = split_per_class(files, config.val_fraction, config.seed)
-    objective = build_objective(config, train_files, val_files, size, device)
+    objective = build_objective(
+        config, train_files, val_files, size, device, int(getattr(network, "embedding_dim", 0))
+    )
     steps_per_epoch = objective.steps_per_epoch()
     if config.max_batches is not None:
         steps_per_epoch = min(steps_per_epoch, config.max_batches)
-    optimizer, scheduler = build_optimizer(network, config, steps_per_epoch)
+    optimizer, scheduler = build_optimizer(
+        list(network.parameters()) + objective.parameters(), config, steps_per_epoch
+    )
 
     config.out.mkdir(parents=True, exist_ok=True)
     history: list[dict[str, float]] = []

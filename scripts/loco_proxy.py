@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from model.checkpoint import load_checkpoint
 from model.data import list_class_images, load_tensors, split_per_class
 from model.evaluate import one_shot_episodes, pair_verification
+from model.lbp import histograms, neighbour_differences, riu2
 from model.networks import SiameseNetwork
 
 TRAIN_CLASSES = ("inclusion", "patches", "rolled-in_scale")
@@ -80,22 +81,6 @@ def embed(network: SiameseNetwork, x: torch.Tensor, views: str) -> torch.Tensor:
     return torch.cat(out)
 
 
-def riu2(bits: torch.Tensor) -> torch.Tensor:
-    """Rotation-invariant uniform code of (N, P, H, W) bits: count of ones, or P + 1."""
-    points = bits.shape[1]
-    ones = bits.sum(1)
-    transitions = (bits != bits.roll(1, dims=1)).sum(1)
-    return torch.where(transitions <= 2, ones, torch.full_like(ones, points + 1))
-
-
-def histograms(codes: torch.Tensor, bins: int) -> torch.Tensor:
-    n = codes.shape[0]
-    flat = codes.reshape(n, -1) + torch.arange(n).unsqueeze(1) * bins
-    return torch.bincount(flat.reshape(-1), minlength=n * bins).view(n, bins).float() / (
-        codes[0].numel()
-    )
-
-
 def clbp(x: torch.Tensor, scales: tuple[tuple[int, int], ...] = ((8, 1), (16, 2), (24, 3))):
     """CLBP_S/M joint and CLBP_S/C histograms per scale, square-rooted (Hellinger)."""
     parts = []
@@ -104,25 +89,7 @@ def clbp(x: torch.Tensor, scales: tuple[tuple[int, int], ...] = ((8, 1), (16, 2)
         per_scale = []
         for points, radius in scales:
             center = image[:, radius:-radius, radius:-radius]
-            h, w = center.shape[-2:]
-            diffs = []
-            for p in range(points):
-                angle = 2 * math.pi * p / points
-                dy, dx = round(-radius * math.sin(angle), 6), round(radius * math.cos(angle), 6)
-                y0, x0 = math.floor(dy), math.floor(dx)
-                fy, fx = dy - y0, dx - x0
-                value = 0
-                for oy, ox, weight in (
-                    (y0, x0, (1 - fy) * (1 - fx)),
-                    (y0, x0 + 1, (1 - fy) * fx),
-                    (y0 + 1, x0, fy * (1 - fx)),
-                    (y0 + 1, x0 + 1, fy * fx),
-                ):
-                    if weight:
-                        top, left = radius + oy, radius + ox
-                        value = value + weight * image[:, top : top + h, left : left + w]
-                diffs.append(value - center)
-            d = torch.stack(diffs, 1)
+            d = neighbour_differences(image, points, radius)
             sign = riu2(d >= -1e-6)
             magnitude = riu2(d.abs() >= d.abs().mean(dim=(1, 2, 3), keepdim=True))
             bright = (center >= image.mean(dim=(1, 2), keepdim=True)).long()

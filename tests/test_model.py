@@ -183,6 +183,7 @@ def test_every_objective_trains_and_saves_a_loadable_checkpoint(tmp_path, arch, 
         weight_decay=1e-4,
         views="whole+quadrants" if quadrants else "whole",
         center=bool(quadrants),
+        texture_weight=1.0 if quadrants else 0.0,
     )
     result = train(config)
     assert len(result.history) == 2
@@ -248,6 +249,26 @@ def test_multi_view_embedding_averages_the_whole_image_and_its_quadrants(tmp_pat
         with_views(build_network("deshpande2020"), "whole+quadrants")
     with pytest.raises(ValueError, match="must normalise"):
         CenteredEmbedding(build_network("deshpande2020"), torch.zeros(5))
+
+
+def test_torch_lbp_codes_match_scikit_image():
+    import warnings
+
+    from skimage.feature import local_binary_pattern
+
+    from model.lbp import SCALES, neighbour_differences, riu2, uniform_lbp_histograms
+
+    image = np.random.default_rng(0).integers(0, 256, (40, 50)).astype(np.uint8)
+    x = torch.from_numpy(image).float()
+    for points, radius in SCALES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # skimage warns about floats; these are integers
+            expected = local_binary_pattern(image, points, radius, method="uniform")
+        ours = riu2(neighbour_differences(x[None], points, radius) >= -1e-6)[0]
+        assert np.array_equal(ours.numpy(), expected[radius:-radius, radius:-radius])
+    histograms = uniform_lbp_histograms(x[None, None].repeat(2, 1, 1, 1))
+    assert [h.shape for h in histograms] == [(2, p + 2) for p, _ in SCALES]
+    assert all(torch.allclose(h.sum(1), torch.ones(2)) for h in histograms)
 
 
 @pytest.mark.parametrize("arch", ["compact_texture", "texture_net", "deshpande2020"])
