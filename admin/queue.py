@@ -3,7 +3,9 @@
 Pages are fetched by keyset ("the rows after this one in this order"), never by
 OFFSET, so page 5,000 costs what page 1 costs; with the indexes on
 (status, processed_at, id) and (processed_at, id) the newest-first queue stays
-fast at millions of rows. Counts are bounded for the same reason.
+fast at millions of rows, and with the one on (status, label, dissimilarity,
+id) a label's queue sorted by dissimilarity does too. Counts are bounded for
+the same reason.
 """
 
 from __future__ import annotations
@@ -13,7 +15,18 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Select,
+    and_,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 
 from core.tables import REVIEW_STATES, STATUSES, Inspection
@@ -24,7 +37,9 @@ COUNT_LIMIT = 10_000
 def _sort_key(name: str) -> ColumnElement[Any]:
     if name in ("newest", "oldest"):
         return Inspection.processed_at
-    return func.coalesce(Inspection.dissimilarity, -1.0)
+    # SORT_DISSIMILARITY, with -1.0 written into the SQL (not a bound parameter) so
+    # that PostgreSQL matches it to the index on (status, label, that, id).
+    return func.coalesce(Inspection.dissimilarity, literal_column("-1.0", Float))
 
 
 # sort name -> (descending?, label)
@@ -112,6 +127,13 @@ def fetch_page(
     db: Session, f: QueueFilter, after: str | None, size: int
 ) -> tuple[list[Inspection], str | None]:
     """One page of the queue and the cursor of the next (None on the last page)."""
+    rows = list(db.scalars(page_query(f, after, size + 1)))
+    next_cursor = encode_cursor(rows[size - 1], f.sort) if len(rows) > size else None
+    return rows[:size], next_cursor
+
+
+def page_query(f: QueueFilter, after: str | None, limit: int) -> Select[tuple[Inspection]]:
+    """The rows of ``f`` after the cursor ``after``, in ``f``'s order, at most ``limit``."""
     descending, _ = SORTS[f.sort]
     key = _sort_key(f.sort)
     query = select(Inspection).where(*f.conditions())
@@ -124,9 +146,7 @@ def fetch_page(
         after_row = tuple_(literal(value, type_=key.type), literal(row_id))
         query = query.where(position_key < after_row if descending else position_key > after_row)
     order = (key.desc(), Inspection.id.desc()) if descending else (key.asc(), Inspection.id.asc())
-    rows = list(db.scalars(query.order_by(*order).limit(size + 1)))
-    next_cursor = encode_cursor(rows[size - 1], f.sort) if len(rows) > size else None
-    return rows[:size], next_cursor
+    return query.order_by(*order).limit(limit)
 
 
 def bounded_count(db: Session, f: QueueFilter) -> tuple[int, bool]:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -35,6 +36,10 @@ REVIEW_STATES = ("pending", "confirmed", "false_alarm", "relabeled")
 REFERENCE_KINDS = ("defect", "ok")
 ROLES = ("supervisor", "admin")
 UNKNOWN_LABEL = "unknown"
+#: the queue's sort key for "most/least dissimilar" (rows without a distance, the
+#: rejected ones, sort as -1); admin.queue renders the same SQL, so the index on
+#: it serves those pages
+SORT_DISSIMILARITY = "coalesce(dissimilarity, -1.0)"
 
 
 def utcnow() -> datetime:
@@ -134,6 +139,14 @@ class Inspection(Base):
         Index("ix_inspections_status_processed_at_id", "status", "processed_at", "id"),
         Index("ix_inspections_processed_at_id", "processed_at", "id"),
         Index("ix_inspections_camera_processed_at", "camera", "processed_at"),
+        # The queue filtered by status and label, sorted by dissimilarity.
+        Index(
+            "ix_inspections_status_label_dissimilarity_id",
+            "status",
+            "label",
+            text(SORT_DISSIMILARITY),
+            "id",
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -185,6 +185,45 @@ def test_queue_filters_sorts_and_pages_by_keyset(app, settings):
     assert 0 < recent.count('data-inspection-id="') <= 11
 
 
+def test_a_labels_queue_by_dissimilarity_pages_in_order_through_its_index(app, settings):
+    from sqlalchemy import text
+
+    from admin.queue import QueueFilter, page_query
+    from core.db import get_engine
+
+    add_inspections(settings, 60)  # labelled "crazing" below distance 0.8, else "unknown"
+    add_inspections(settings, 3, status="rejected", label="unreadable", dissimilarity=None)
+    client = logged_in(app, "sam", "supervisor-password")
+    page = client.get("/inspections?label=crazing&sort=dissimilar").get_data(as_text=True)
+    values: list[float] = []
+    while True:
+        values += [float(v) for v in re.findall(r"<td>(\d\.\d{4})</td>", page)]
+        match = re.search(r'id="next-page" href="([^"]+)"', page)
+        if not match:
+            break
+        page = client.get(match.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    with session_scope(settings.database_url) as session:
+        crazing = session.scalar(
+            select(func.count()).where(
+                Inspection.label == "crazing", Inspection.status == "flagged"
+            )
+        )
+    assert 30 < crazing < 60 and len(values) == crazing  # every one, once
+    assert values == sorted(values, reverse=True)
+
+    # PostgreSQL can serve that page from the (status, label, dissimilarity, id)
+    # index, without sorting: the queue's sort key is the index's expression.
+    query = page_query(QueueFilter(label="crazing", sort="dissimilar"), None, 26)
+    engine = get_engine(settings.database_url)
+    compiled = query.compile(engine)  # with its bound parameters, as the page sends it
+    with engine.connect() as conn:
+        conn.execute(text("SET enable_seqscan = off"))
+        rows = conn.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params)
+        plan = "\n".join(row[0] for row in rows)
+    assert "ix_inspections_status_label_dissimilarity_id" in plan, plan
+    assert "Sort" not in plan, plan
+
+
 def test_review_records_who_and_when_and_moves_on(app, settings):
     ids = add_inspections(settings, 3)
     client = logged_in(app, "sam", "supervisor-password")
