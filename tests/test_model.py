@@ -100,6 +100,9 @@ def test_fast_checkpoint_is_the_default_network_seen_in_one_pass():
     assert all(torch.equal(v, tower[k]) for k, v in fast.network.tower.state_dict().items())
     # each is centred on the training images' mean as it sees them
     assert len(default.meta["center"]) == len(fast.meta["center"]) == default.embedding_dim
+    # the readable metadata beside each checkpoint is its own, not an older model's
+    for embedder, path in ((default, DEFAULT_CHECKPOINT), (fast, FAST_CHECKPOINT)):
+        assert json.loads(path.with_suffix(".json").read_text()) == embedder.meta
     assert FAST_CHECKPOINT.stat().st_size < 5 * 1024 * 1024
 
 
