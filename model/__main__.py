@@ -32,10 +32,11 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), default="deshpande2020")
     p.add_argument(
         "--objective",
-        choices=["pairs", "views", "classify"],
+        choices=["pairs", "views", "classify", "distill"],
         default="pairs",
         help="pairs: the paper's contrastive pairs; views: two augmented views per "
-        "image, instance + class contrast; classify: cross-entropy (baseline CNN)",
+        "image, instance + class contrast; classify: cross-entropy (baseline CNN); "
+        "distill: learn a --teacher checkpoint's multi-view codes in one pass",
     )
     p.add_argument("--embedding-dim", type=int, default=None)
     p.add_argument(
@@ -43,6 +44,33 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="compact_texture, texture_net: channels of the first stage (default 32)",
+    )
+    p.add_argument(
+        "--input-size",
+        type=int,
+        choices=[100, 200],
+        default=None,
+        help="texture_net: input side in pixels; 200 sees NEU images at full resolution "
+        "(default 100)",
+    )
+    p.add_argument(
+        "--teacher",
+        type=Path,
+        action="append",
+        default=[],
+        help="distill: checkpoint of the trained teacher; repeat it for an ensemble "
+        "(the student learns the mean of their codes)",
+    )
+    p.add_argument(
+        "--teacher-views",
+        choices=VIEWS,
+        default="whole+quadrants",
+        help="distill: how the teacher looks at each image (default whole+quadrants)",
+    )
+    p.add_argument(
+        "--init-from-teacher",
+        action="store_true",
+        help="distill: start the student from the teacher's weights (same architecture)",
     )
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=32, help="pairs or images per batch")
@@ -119,6 +147,10 @@ def run_train(args: argparse.Namespace) -> int:
         objective=args.objective,
         embedding_dim=args.embedding_dim,
         width=args.width,
+        input_size=args.input_size,
+        teacher=args.teacher,
+        teacher_views=args.teacher_views,
+        init_from_teacher=args.init_from_teacher,
         epochs=1 if args.dry_run else args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,

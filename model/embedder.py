@@ -15,9 +15,10 @@ from model.networks import SiameseNetwork, optimize_for_inference
 from model.preprocess import to_model_batch
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.pt"
-# The same network embedding each image in one pass instead of five: about four
-# times the embeddings per second, less accurate on unseen classes (docs/model.md).
-FAST_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("fast.pt")
+# The default's teacher: the same kind of network looking at each image five times
+# (whole, and its quadrants at full resolution); about 40% of the default's
+# embeddings per second (docs/model.md).
+FIVE_VIEW_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("five-view.pt")
 # Largest forward pass; bigger inputs are embedded in chunks of this size.
 MAX_FORWARD_BATCH = 256
 

@@ -268,6 +268,31 @@ def with_views(tower: SiameseNetwork, views: str) -> SiameseNetwork:
     raise ValueError(f"unknown views {views!r}; choose one of: {', '.join(VIEWS)}")
 
 
+class EnsembleEmbedding(SiameseNetwork):
+    """The mean of several networks' unit codes, renormalised: a teacher for
+    distillation (``train --objective distill`` with several ``--teacher``s).
+
+    Networks trained with different seeds err differently on classes none of
+    them saw; their average is steadier than any one of them.
+    """
+
+    normalized = True
+
+    def __init__(self, members: list[SiameseNetwork]) -> None:
+        super().__init__()
+        if not members or not all(m.normalized for m in members):
+            raise ValueError("an ensemble averages unit codes: every member must normalise")
+        sizes = {m.input_size for m in members}
+        if len(sizes) != 1:
+            raise ValueError(f"ensemble members take different input sizes: {sorted(sizes)}")
+        self.members = nn.ModuleList(members)
+        self.input_size = sizes.pop()
+        self.embedding_dim = int(getattr(members[0], "embedding_dim", 0))
+
+    def forward_once(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(torch.stack([m.forward_once(x) for m in self.members]).mean(0), dim=1)
+
+
 class CenteredEmbedding(SiameseNetwork):
     """Embeddings moved by the mean embedding of the training images, then renormalised.
 

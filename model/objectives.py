@@ -7,8 +7,11 @@
   optionally a texture term: the embedding must predict each view's local
   binary pattern histograms (``model.lbp``).
 * ``classify``: cross-entropy over the classes, for the conventional CNN baseline.
+* ``distill``: a student network learns to give, in one pass over the whole
+  image at full resolution, the code a trained teacher gives from several views
+  of the same augmented image (``DistillObjective``).
 
-The training loop (``model.train``) is the same for all three.
+The training loop (``model.train``) is the same for all four.
 """
 
 from __future__ import annotations
@@ -189,6 +192,83 @@ class ViewObjective(Objective):
             target = (self.texture_targets(views) - self.texture_mean) / self.texture_std
             loss = loss + self.texture_weight * F.mse_loss(self.texture_head(codes), target)
         return loss
+
+
+class DistillObjective(Objective):
+    """Function matching (Beyer et al., "Knowledge distillation: a good teacher is
+    patient and consistent", 2022): teacher and student see the same augmented
+    image, and the student's code is pulled to the teacher's.
+
+    The teacher is a trained tower looking at the image through several views
+    (five passes: the whole image and its full-resolution quadrants); the
+    student looks once, at the whole image at full resolution
+    (``texture_net --input-size 200``), so it can keep what the quadrants see.
+    The loss is the squared distance between the two unit codes. Images are
+    augmented at full size: a random square crop resized back to the image's
+    size, any of the 8 orientations, gamma, contrast, brightness and noise.
+    """
+
+    name = "distill"
+
+    def __init__(
+        self,
+        teacher: SiameseNetwork,
+        train_files: dict[str, list[Path]],
+        val_files: dict[str, list[Path]],
+        size: int,
+        per_class: int,
+        min_crop: float,
+        seed: int,
+        device: torch.device,
+    ) -> None:
+        if not teacher.normalized:
+            raise ValueError("the teacher must give unit embeddings")
+        self.teacher = teacher.to(device).eval()
+        for parameter in self.teacher.parameters():
+            parameter.requires_grad_(False)
+        self.train = [load_uint8(files) for files in train_files.values()]
+        self.per_class = per_class
+        self.device = device
+        self.augmenter = ViewAugmenter(size=size, min_crop=min_crop)
+        self.generator = torch.Generator().manual_seed(seed)
+        images = sum(len(t) for t in self.train)
+        self.steps = max(1, images // (per_class * len(self.train)))
+        # Validation: the held-out images as they are, their teacher codes computed once.
+        val = torch.cat([load_uint8(files) for files in val_files.values()])
+        self.val_images = F.interpolate(val.float(), size=(size, size), mode="bilinear")
+        self.val_images = self.val_images / 127.5 - 1.0
+        self.val_targets = self.teacher_codes(self.val_images)
+
+    @torch.no_grad()
+    def teacher_codes(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat(
+            [
+                self.teacher.forward_once(images[start : start + 64].to(self.device))
+                for start in range(0, len(images), 64)
+            ]
+        )
+
+    def train_batches(self) -> Iterator[Batch]:
+        for _ in range(self.steps):
+            picks = [
+                group[torch.randperm(len(group), generator=self.generator)[: self.per_class]]
+                for group in self.train
+            ]
+            images = self.augmenter.views(torch.cat(picks), self.generator)
+            yield images, self.teacher_codes(images)
+
+    def steps_per_epoch(self) -> int:
+        return self.steps
+
+    def val_batches(self) -> Iterator[Batch]:
+        for start in range(0, len(self.val_images), 128):
+            end = start + 128
+            yield self.val_images[start:end], self.val_targets[start:end]
+
+    def loss(self, network: SiameseNetwork, batch: Batch) -> torch.Tensor:
+        images, targets = (t.to(self.device) for t in batch)
+        codes = network.forward_once(images)
+        return ((codes - targets) ** 2).sum(dim=1).mean()
 
 
 class ClassifyObjective(Objective):

@@ -23,10 +23,17 @@ from model.data import ClassTensors, PairDataset, list_class_images, split_per_c
 from model.embedder import resolve_device
 from model.losses import pair_distance
 from model.metrics import accuracy_at, best_threshold, roc_auc
-from model.networks import CenteredEmbedding, SiameseNetwork, build_network, with_views
+from model.networks import (
+    CenteredEmbedding,
+    EnsembleEmbedding,
+    SiameseNetwork,
+    build_network,
+    with_views,
+)
 from model.objectives import (
     Batch,
     ClassifyObjective,
+    DistillObjective,
     Objective,
     PairObjective,
     ViewObjective,
@@ -44,9 +51,14 @@ class TrainConfig:
     train_classes: list[str]
     out: Path
     arch: str = "deshpande2020"
-    objective: str = "pairs"  # "pairs" (the paper's), "views" or "classify"
+    objective: str = "pairs"  # "pairs" (the paper's), "views", "classify" or "distill"
     embedding_dim: int | None = None  # None: the architecture's own default
     width: int | None = None  # channels of the first stage (compact_texture, texture_net)
+    input_size: int | None = None  # texture_net: 100 (default) or 200 (full resolution)
+    # distill: the checkpoint(s) whose codes the student learns (several: their mean)
+    teacher: list[Path] = field(default_factory=list)
+    teacher_views: str = "whole+quadrants"  # distill: how the teacher looks at an image
+    init_from_teacher: bool = False  # distill: start from the teacher's weights
     epochs: int = 100
     batch_size: int = 32  # pairs per batch (pairs), images per batch (classify)
     lr: float = 0.0005
@@ -109,6 +121,30 @@ def run_epoch(
     return total / max(count, 1)
 
 
+def load_teacher(config: TrainConfig) -> SiameseNetwork:
+    """The teacher: each checkpoint's trained tower looking at images through
+    ``teacher_views``, uncentred (the student is centred on its own training
+    codes, if asked); several checkpoints are averaged (``EnsembleEmbedding``)."""
+    from model.checkpoint import load_checkpoint
+
+    if not config.teacher:
+        raise ValueError("--objective distill needs --teacher CHECKPOINT")
+    members = []
+    for path in config.teacher:
+        network, _ = load_checkpoint(path)
+        members.append(with_views(getattr(network, "tower", network), config.teacher_views))
+    return members[0] if len(members) == 1 else EnsembleEmbedding(members)
+
+
+def plain(value: Any) -> Any:
+    """A config value as JSON can hold it (paths as strings)."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
 def build_objective(
     config: TrainConfig,
     train_files: dict[str, list[Path]],
@@ -116,7 +152,21 @@ def build_objective(
     size: int,
     device: torch.device,
     embedding_dim: int = 0,
+    teacher: SiameseNetwork | None = None,
 ) -> Objective:
+    if config.objective == "distill":
+        if teacher is None:
+            raise ValueError("--objective distill needs --teacher CHECKPOINT")
+        return DistillObjective(
+            teacher,
+            train_files,
+            val_files,
+            size,
+            config.per_class,
+            config.min_crop,
+            config.seed,
+            device,
+        )
     if config.objective == "views":
         return ViewObjective(
             train_files,
@@ -145,7 +195,9 @@ def build_objective(
         )
     if config.objective == "classify":
         return ClassifyObjective(train_data, val_data, config.batch_size, config.seed, device)
-    raise ValueError(f"unknown objective {config.objective!r}; use pairs, views or classify")
+    raise ValueError(
+        f"unknown objective {config.objective!r}; use pairs, views, classify or distill"
+    )
 
 
 def build_optimizer(
@@ -200,6 +252,7 @@ LOSS_NAMES = {
     "pairs": "contrastive loss",
     "views": "instance + class contrastive loss",
     "classify": "cross-entropy",
+    "distill": "squared distance to the teacher's code",
 }
 
 
@@ -233,9 +286,17 @@ def train(config: TrainConfig) -> TrainResult:
         kwargs["embedding_dim"] = config.embedding_dim
     if config.width is not None:
         kwargs["width"] = config.width
+    if config.input_size is not None:
+        kwargs["input_size"] = config.input_size
     if config.objective == "classify":
         kwargs["n_classes"] = len(config.train_classes)
     network = build_network(config.arch, **kwargs).to(device)
+    teacher = load_teacher(config) if config.objective == "distill" else None
+    if teacher is not None and config.init_from_teacher:
+        # texture_net's two stems have the same weight shapes, so a full-resolution
+        # student can start from a 100-pixel teacher (the first, in an ensemble)
+        first = teacher.members[0] if isinstance(teacher, EnsembleEmbedding) else teacher
+        network.load_state_dict(getattr(first, "tower", first).state_dict())
     # How the trained tower will embed images; checked now, not after training.
     embedding = with_views(network, config.views)
     if config.center and not network.normalized:
@@ -245,7 +306,13 @@ def train(config: TrainConfig) -> TrainResult:
     files = list_class_images(config.data, config.train_classes)
     train_files, val_files = split_per_class(files, config.val_fraction, config.seed)
     objective = build_objective(
-        config, train_files, val_files, size, device, int(getattr(network, "embedding_dim", 0))
+        config,
+        train_files,
+        val_files,
+        size,
+        device,
+        int(getattr(network, "embedding_dim", 0)),
+        teacher,
     )
     steps_per_epoch = objective.steps_per_epoch()
     if config.max_batches is not None:
@@ -301,7 +368,11 @@ def train(config: TrainConfig) -> TrainResult:
             "val_images": sum(map(len, val_files.values())),
         },
         "training": {
-            **{k: v for k, v in asdict(config).items() if k not in ("data", "out", "command")},
+            **{
+                k: plain(v)
+                for k, v in asdict(config).items()
+                if k not in ("data", "out", "command")
+            },
             "command": config.command,
             "seconds": round(time.monotonic() - started, 1),
             "torch": str(torch.__version__),

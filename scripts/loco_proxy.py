@@ -10,6 +10,8 @@ several ways of viewing an image at inference:
 * ``quadrants``: its four 100x100 quadrants at full resolution;
 * ``grid9``: nine overlapping 100x100 crops at full resolution;
 * ``mid4``: four 140x140 corner crops resized to 100x100;
+* ``native``: the image at the network's own input size (one pass; at 200x200,
+  full resolution, for a ``texture_net --input-size 200`` student);
 
 joined with ``+`` (codes of all views averaged), optionally centred on the
 mean code of the fold's training images (``--center``, as ``train --center``
@@ -38,7 +40,7 @@ from model.checkpoint import load_checkpoint
 from model.data import list_class_images, load_tensors, split_per_class
 from model.evaluate import one_shot_episodes, pair_verification
 from model.lbp import histograms, neighbour_differences, riu2
-from model.networks import SiameseNetwork
+from model.networks import EnsembleEmbedding, SiameseNetwork
 
 TRAIN_CLASSES = ("inclusion", "patches", "rolled-in_scale")
 FOLDS = {"R": "rolled-in_scale", "P": "patches", "I": "inclusion"}
@@ -70,12 +72,18 @@ VIEWS = {
 }
 
 
+def view_list(network: SiameseNetwork, x: torch.Tensor, name: str) -> list[torch.Tensor]:
+    if name == "native":
+        return [resize(x, network.input_size)]
+    return VIEWS[name](x)
+
+
 @torch.inference_mode()
 def embed(network: SiameseNetwork, x: torch.Tensor, views: str) -> torch.Tensor:
     out = []
     for start in range(0, len(x), 32):
         batch = x[start : start + 32]
-        parts = [v for name in views.split("+") for v in VIEWS[name](batch)]
+        parts = [v for name in views.split("+") for v in view_list(network, batch, name)]
         codes = torch.stack([network.forward_once(v) for v in parts]).mean(0)
         out.append(F.normalize(codes, dim=1))
     return torch.cat(out)
@@ -140,7 +148,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/neu-cls"))
     parser.add_argument("--runs", type=Path, default=Path("runs/loco"))
-    parser.add_argument("--run", default="base", help="fold checkpoints are RUNS/<run>-<fold>")
+    parser.add_argument(
+        "--run",
+        default="base",
+        help="fold checkpoints are RUNS/<run>-<fold>; several runs joined with + are an "
+        "ensemble (their codes averaged)",
+    )
     parser.add_argument("--folds", default="R,P,I")
     parser.add_argument("--views", default="whole,whole+quadrants")
     parser.add_argument(
@@ -167,8 +180,11 @@ def main() -> int:
     rows: dict[str, list[tuple[float, float]]] = {}
     for fold in args.folds.split(","):
         held_out = FOLDS[fold]
-        network, _ = load_checkpoint(args.runs / f"{args.run}-{fold}" / "checkpoint.pt")
-        network = getattr(network, "tower", network)  # the views are made here
+        members = []
+        for run in args.run.split("+"):
+            network, _ = load_checkpoint(args.runs / f"{run}-{fold}" / "checkpoint.pt")
+            members.append(getattr(network, "tower", network))  # the views are made here
+        network = members[0] if len(members) == 1 else EnsembleEmbedding(members)
         x = {c: load_tensors(files, 200) for c, files in proxy_files(args.data, held_out).items()}
         trained = [c for c in TRAIN_CLASSES if c != held_out]
         train_files, _ = split_per_class(list_class_images(args.data, trained), 0.2, 0)

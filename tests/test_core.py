@@ -46,7 +46,7 @@ def test_settings_survive_the_trip_to_a_child_process_environment():
         redis_url="redis://broker:6379/3",
         blob_dir=Path("/data/blobs"),
         inbox_dir=Path("/data/inbox"),
-        model_checkpoint=Path("model/weights/fast.pt"),
+        model_checkpoint=Path("runs/line-7/checkpoint.pt"),
         secret_key="k" * 40,
         environment="production",
         match_threshold=0.86,

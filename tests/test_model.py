@@ -90,20 +90,27 @@ def test_default_checkpoint_is_small_and_trained_on_three_classes_only():
     assert "python -m model train" in embedder.meta["training"]["command"]
 
 
-def test_fast_checkpoint_is_the_default_network_seen_in_one_pass():
-    from model import FAST_CHECKPOINT
+def test_default_checkpoint_is_a_one_pass_student_of_the_five_view_model():
+    from model import FIVE_VIEW_CHECKPOINT
 
-    default, fast = load_embedder(device="cpu"), load_embedder(FAST_CHECKPOINT, device="cpu")
-    assert (default.meta["views"], default.input_size) == ("whole+quadrants", 200)
-    assert (fast.meta.get("views", "whole"), fast.input_size) == ("whole", 100)
-    tower = default.network.tower.state_dict()
-    assert all(torch.equal(v, tower[k]) for k, v in fast.network.tower.state_dict().items())
-    # each is centred on the training images' mean as it sees them
-    assert len(default.meta["center"]) == len(fast.meta["center"]) == default.embedding_dim
+    embedder = load_embedder(device="cpu")
+    meta = embedder.meta
+    assert (meta["views"], embedder.input_size, meta["arch_kwargs"]) == (
+        "whole",
+        200,
+        {"input_size": 200},
+    )
+    assert meta["training"]["objective"] == "distill"
+    assert "model/weights/five-view.pt" in meta["training"]["teacher"]
+    teacher = load_embedder(FIVE_VIEW_CHECKPOINT, device="cpu")
+    assert (teacher.meta["views"], teacher.input_size) == ("whole+quadrants", 200)
+    assert teacher.meta["train_classes"] == meta["train_classes"]
+    # each is centred on the training images' mean code as it sees them
+    assert len(meta["center"]) == len(teacher.meta["center"]) == embedder.embedding_dim
     # the readable metadata beside each checkpoint is its own, not an older model's
-    for embedder, path in ((default, DEFAULT_CHECKPOINT), (fast, FAST_CHECKPOINT)):
-        assert json.loads(path.with_suffix(".json").read_text()) == embedder.meta
-    assert FAST_CHECKPOINT.stat().st_size < 5 * 1024 * 1024
+    for model, path in ((embedder, DEFAULT_CHECKPOINT), (teacher, FIVE_VIEW_CHECKPOINT)):
+        assert json.loads(path.with_suffix(".json").read_text()) == model.meta
+    assert FIVE_VIEW_CHECKPOINT.stat().st_size < 5 * 1024 * 1024
 
 
 @pytest.mark.parametrize(
@@ -216,6 +223,65 @@ def test_every_objective_trains_and_saves_a_loadable_checkpoint(tmp_path, arch, 
         center = torch.tensor(embedder.meta["center"])
         assert torch.allclose(uncentred.mean(0), center, atol=1e-5)
         assert torch.allclose(centred, F.normalize(uncentred - center, dim=1), atol=1e-6)
+
+
+def test_distillation_teaches_a_one_pass_student_the_teachers_five_view_codes(tmp_path):
+    from model import FIVE_VIEW_CHECKPOINT
+    from model.networks import MultiViewEmbedding, with_views
+    from model.train import load_teacher
+
+    classes = ["inclusion", "patches", "rolled-in_scale"]
+    config = TrainConfig(
+        data=SAMPLE,
+        train_classes=classes,
+        out=tmp_path / "student",
+        arch="texture_net",
+        input_size=200,
+        objective="distill",
+        teacher=[FIVE_VIEW_CHECKPOINT],
+        init_from_teacher=True,
+        epochs=8,
+        per_class=4,
+        lr=0.002,
+        seed=2,
+        center=True,
+    )
+    result = train(config)
+    losses = [h["train_loss"] for h in result.history]
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+    embedder = load_embedder(result.checkpoint, device="cpu")
+    assert embedder.input_size == 200 and embedder.meta["views"] == "whole"
+    assert embedder.meta["arch_kwargs"] == {"input_size": 200}
+    assert embedder.embed([Image.open(sorted(SAMPLE.glob("*/*.png"))[0])]).shape == (1, 128)
+    # the targets are the teacher's uncentred codes from the whole image and its
+    # quadrants (the five-view checkpoint itself is centred)
+    shipped, _ = load_checkpoint(FIVE_VIEW_CHECKPOINT)
+    teacher = load_teacher(config)
+    assert isinstance(teacher, MultiViewEmbedding)
+    x = torch.rand(2, 1, 200, 200) * 2 - 1
+    with torch.inference_mode():
+        expected = with_views(shipped.tower, "whole+quadrants").forward_once(x)
+        assert torch.allclose(teacher.forward_once(x), expected, atol=1e-6)
+        assert not torch.allclose(shipped.forward_once(x), expected, atol=1e-3)
+
+
+def test_an_ensemble_teacher_averages_its_members_unit_codes():
+    from torch.nn import functional as F
+
+    from model.networks import EnsembleEmbedding, with_views
+
+    torch.manual_seed(1)
+    members = [with_views(build_network("texture_net").eval(), "whole+quadrants") for _ in "ab"]
+    ensemble = EnsembleEmbedding(members)
+    assert ensemble.input_size == 200 and ensemble.normalized
+    x = torch.rand(3, 1, 200, 200) * 2 - 1
+    with torch.inference_mode():
+        mean = (members[0].forward_once(x) + members[1].forward_once(x)) / 2
+        assert torch.allclose(ensemble.forward_once(x), F.normalize(mean, dim=1), atol=1e-6)
+    with pytest.raises(ValueError, match="different input sizes"):
+        EnsembleEmbedding([members[0], build_network("texture_net")])
+    with pytest.raises(ValueError, match="must normalise"):
+        EnsembleEmbedding([build_network("deshpande2020")])
 
 
 def test_multi_view_embedding_averages_the_whole_image_and_its_quadrants(tmp_path):
