@@ -103,9 +103,10 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         "--views",
         choices=VIEWS,
         default="whole",
-        help="how an image is embedded at inference: whole (one pass) or "
+        help="how an image is embedded at inference: whole (one pass), "
         "whole+quadrants (texture_net: the whole image and its four quadrants at "
-        "full resolution, averaged; five passes)",
+        "full resolution, averaged; five passes) or whole+mid4+quadrants (also its "
+        "four corners of 140x140, resized; nine passes)",
     )
     p.add_argument(
         "--center",

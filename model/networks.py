@@ -216,35 +216,54 @@ class TextureNet(SiameseNetwork):
 
 
 class MultiViewEmbedding(SiameseNetwork):
-    """One embedding from five views of an image: the whole image at the tower's
-    own scale, and its four quadrants at twice that resolution.
+    """One embedding from several views of an image: the whole image at the
+    tower's own scale, and its four quadrants at twice that resolution; with
+    ``mid4``, also its four corners of 0.7 of its side, resized to the tower's.
 
     The tower is trained on views of 100x100; an image given at 200x200 (NEU's
     own size) is seen whole, downscaled, and as four 100x100 quadrants at full
     resolution, where fine textures (crazing, small pits) are not blurred away.
     The view codes are averaged and renormalised, like a bag of local texture
-    descriptors. It costs five tower passes per image, so it is a trade of speed
-    for accuracy, measured in docs/model.md.
+    descriptors. It costs five tower passes per image (nine with ``mid4``), so
+    it is a trade of speed for accuracy, measured in docs/model.md.
     """
 
     normalized = True
     #: below this many images, all views go through the tower in one pass
     SMALL_BATCH = 8
 
-    def __init__(self, tower: SiameseNetwork) -> None:
+    def __init__(self, tower: SiameseNetwork, mid4: bool = False) -> None:
         super().__init__()
         if not tower.normalized:
             raise ValueError("multi-view embedding averages unit vectors: the tower must normalise")
         self.tower = tower
+        self.mid4 = mid4
         self.input_size = 2 * tower.input_size
         self.embedding_dim = int(getattr(tower, "embedding_dim", 0))
 
-    def forward_once(self, x: torch.Tensor) -> torch.Tensor:
-        n, size = x.shape[0], self.tower.input_size
+    def views(self, x: torch.Tensor) -> list[torch.Tensor]:
+        size = self.tower.input_size
         if x.shape[-2:] != (2 * size, 2 * size):
             x = F.interpolate(x, size=(2 * size, 2 * size), mode="bilinear", align_corners=False)
         whole = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
-        views = [whole] + [x[..., r : r + size, c : c + size] for r in (0, size) for c in (0, size)]
+        views = [whole]
+        if self.mid4:
+            side, last = round(1.4 * size), 2 * size - round(1.4 * size)
+            views += [
+                F.interpolate(
+                    x[..., r : r + side, c : c + side],
+                    size=(size, size),
+                    mode="bilinear",
+                    antialias=True,
+                )
+                for r in (0, last)
+                for c in (0, last)
+            ]
+        return views + [x[..., r : r + size, c : c + size] for r in (0, size) for c in (0, size)]
+
+    def forward_once(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        views = self.views(x)
         if n < self.SMALL_BATCH:
             # few images: one pass over all views costs less call overhead
             codes = self.tower.forward_once(torch.cat(views)).view(len(views), n, -1)
@@ -256,15 +275,15 @@ class MultiViewEmbedding(SiameseNetwork):
 
 
 #: how an image is turned into views at inference (checkpoint metadata "views")
-VIEWS = ("whole", "whole+quadrants")
+VIEWS = ("whole", "whole+quadrants", "whole+mid4+quadrants")
 
 
 def with_views(tower: SiameseNetwork, views: str) -> SiameseNetwork:
     """The network that embeds whole images the way ``views`` names."""
     if views == "whole":
         return tower
-    if views == "whole+quadrants":
-        return MultiViewEmbedding(tower)
+    if views in ("whole+quadrants", "whole+mid4+quadrants"):
+        return MultiViewEmbedding(tower, mid4="mid4" in views)
     raise ValueError(f"unknown views {views!r}; choose one of: {', '.join(VIEWS)}")
 
 

@@ -312,6 +312,17 @@ def test_multi_view_embedding_averages_the_whole_image_and_its_quadrants(tmp_pat
         loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "m.pt", net, meta))
         assert isinstance(loaded, MultiViewEmbedding)
         assert torch.allclose(loaded.forward_once(x), expected, atol=1e-5)
+        # with mid4, also the four 140x140 corners resized to 100x100 (nine views)
+        corners = [
+            F.interpolate(
+                x[..., r : r + 140, c : c + 140], size=(100, 100), mode="bilinear", antialias=True
+            )
+            for r in (0, 60)
+            for c in (0, 60)
+        ]
+        nine = torch.stack([tower.forward_once(v) for v in views + corners]).mean(0)
+        nine_views = with_views(tower, "whole+mid4+quadrants")
+        assert torch.allclose(nine_views.forward_once(x), F.normalize(nine, dim=1), atol=1e-5)
     with pytest.raises(ValueError, match="unknown views"):
         with_views(tower, "corners")
     with pytest.raises(ValueError, match="must normalise"):  # the paper's 5-d codes are not
