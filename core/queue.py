@@ -30,7 +30,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # worker. Jobs are acknowledged after their row is committed, so this
         # must exceed the longest time a worker holds a job (its batch included);
         # a redelivered job is harmless, since rows are written once per job_id.
-        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        # One priority level: each queue is one Redis list, which lets the worker's
+        # transport fetch with BLMOVE (worker/transport.py).
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout_s,
+            "priority_steps": [0],
+        },
         "broker_connection_retry_on_startup": True,
         "timezone": "UTC",
         "enable_utc": True,

@@ -106,6 +106,25 @@ def test_a_redis_restart_loses_and_duplicates_nothing(settings, start_worker, re
     assert set(rows.values()) == {1}
 
 
+def test_a_job_fetched_but_never_delivered_comes_back(settings, start_worker, redis_url):
+    # The worker fetches with BLMOVE into a processing list. A fetch whose reply
+    # never reached it (Redis stopped, or the worker dropped its connections
+    # first) leaves the job there; the next worker to connect puts it back.
+    seed_references(settings)
+    job_ids = submit_sample(settings, 3, "lost-reply")
+    broker = make_client(settings).connection().default_channel.client
+    processing = f"{QUEUE_NAME}\x06\x16processing"
+    for _ in job_ids:  # as three fetches whose replies were lost
+        assert broker.lmove(QUEUE_NAME, processing, "RIGHT", "LEFT") is not None
+    assert broker.llen(QUEUE_NAME) == 0 and broker.llen(processing) == 3
+    start_worker(settings)
+    wait_for_rows(settings.database_url, 3, 60)
+    time.sleep(1)
+    rows = rows_by_job(settings.database_url)
+    assert sorted(rows) == sorted(job_ids) and set(rows.values()) == {1}
+    assert broker.llen(processing) == 0  # each delivered job left the processing list
+
+
 def test_workers_wait_out_a_database_outage(settings, start_worker):
     url = make_url(settings.database_url)
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
