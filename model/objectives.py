@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from model.augment import ViewAugmenter
-from model.data import ClassTensors, PairDataset, augment_dihedral
+from model.data import ClassTensors, PairDataset, augment_dihedral, load_tensors
 from model.lbp import uniform_lbp_histograms
 from model.losses import contrastive_loss, instance_and_class_loss, pair_distance
 from model.networks import SiameseNetwork
@@ -44,6 +44,24 @@ def load_uint8(files: list[Path]) -> torch.Tensor:
         with Image.open(path) as image:
             arrays.append(np.array(image.convert("L"), dtype=np.uint8))
     return torch.from_numpy(np.stack(arrays)).unsqueeze(1)
+
+
+def pick_per_class(
+    groups: list[torch.Tensor], generator: torch.Generator, per_class: int | None
+) -> tuple[torch.Tensor, list[int]]:
+    """Up to ``per_class`` random images of each class (all of them with None),
+    stacked, and the class index of each."""
+    images, classes = [], []
+    for c, group in enumerate(groups):
+        pick = torch.randperm(len(group), generator=generator)[:per_class]
+        images.append(group[pick])
+        classes.extend([c] * len(pick))
+    return torch.cat(images), classes
+
+
+def class_balanced_steps(groups: list[torch.Tensor], per_class: int) -> int:
+    """Batches of ``per_class`` images of each class that make about one epoch."""
+    return max(1, sum(len(g) for g in groups) // (per_class * len(groups)))
 
 
 class Objective:
@@ -132,8 +150,7 @@ class ViewObjective(Objective):
         self.seed = seed
         self.augmenter = ViewAugmenter(size=size, min_crop=min_crop)
         self.generator = torch.Generator().manual_seed(seed)
-        images = sum(len(t) for t in self.train)
-        self.steps = max(1, images // (per_class * len(self.train)))
+        self.steps = class_balanced_steps(self.train, per_class)
         self.texture_weight = texture_weight
         self.texture_head: nn.Linear | None = None
         if texture_weight:
@@ -148,12 +165,7 @@ class ViewObjective(Objective):
     def _batch(
         self, groups: list[torch.Tensor], generator: torch.Generator, per_class: int | None
     ) -> Batch:
-        images, classes = [], []
-        for c, group in enumerate(groups):
-            pick = torch.randperm(len(group), generator=generator)[:per_class]
-            images.append(group[pick])
-            classes.extend([c] * len(pick))
-        stack = torch.cat(images)
+        stack, classes = pick_per_class(groups, generator, per_class)
         views = torch.cat(
             [self.augmenter.views(stack, generator), self.augmenter.views(stack, generator)]
         )
@@ -231,12 +243,9 @@ class DistillObjective(Objective):
         self.device = device
         self.augmenter = ViewAugmenter(size=size, min_crop=min_crop)
         self.generator = torch.Generator().manual_seed(seed)
-        images = sum(len(t) for t in self.train)
-        self.steps = max(1, images // (per_class * len(self.train)))
+        self.steps = class_balanced_steps(self.train, per_class)
         # Validation: the held-out images as they are, their teacher codes computed once.
-        val = torch.cat([load_uint8(files) for files in val_files.values()])
-        self.val_images = F.interpolate(val.float(), size=(size, size), mode="bilinear")
-        self.val_images = self.val_images / 127.5 - 1.0
+        self.val_images = load_tensors([p for files in val_files.values() for p in files], size)
         self.val_targets = self.teacher_codes(self.val_images)
 
     @torch.no_grad()
@@ -250,11 +259,8 @@ class DistillObjective(Objective):
 
     def train_batches(self) -> Iterator[Batch]:
         for _ in range(self.steps):
-            picks = [
-                group[torch.randperm(len(group), generator=self.generator)[: self.per_class]]
-                for group in self.train
-            ]
-            images = self.augmenter.views(torch.cat(picks), self.generator)
+            originals, _ = pick_per_class(self.train, self.generator, self.per_class)
+            images = self.augmenter.views(originals, self.generator)
             yield images, self.teacher_codes(images)
 
     def steps_per_epoch(self) -> int:
