@@ -75,6 +75,8 @@ def rescue_folder() -> RescueFolder:
 class Channel(kombu_redis.Channel):
     _rescue: RescueFolder | None = None
     _processing_restored = False
+    #: the list the pending fetch takes from with BLMOVE; None while BRPOP is pending
+    _fetching_from: str | None = None
 
     @property
     def rescue(self) -> RescueFolder:
@@ -95,7 +97,7 @@ class Channel(kombu_redis.Channel):
 
     def _brpop_start(self, timeout: int = 1) -> None:
         self.rescue.push_back(self.client)  # Redis answers: first return what we hold
-        source = self._reliable_source()
+        source = self._fetching_from = self._reliable_source()
         if source is None:
             super()._brpop_start(timeout)
             return
@@ -120,8 +122,9 @@ class Channel(kombu_redis.Channel):
         )
 
     def _brpop_read(self, **options: Any) -> bool:
-        # Kombu's _brpop_read, with the delivery step guarded.
-        source = self._reliable_source()
+        # Kombu's _brpop_read, with the delivery step guarded; it reads the reply
+        # of the command _brpop_start sent, whatever the queues are now.
+        source = self._fetching_from
         try:
             try:
                 command = "BRPOP" if source is None else "BLMOVE"
