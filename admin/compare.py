@@ -66,7 +66,7 @@ def compare_images(images: list[Image.Image]) -> dict[str, Any]:
     db = get_db()
     codes = embedder.embed(images)
     references = get_reference_cache(get_store(), db).get(db)
-    thresholds = load_thresholds(db, embedder.threshold)
+    thresholds = load_thresholds(db, embedder.threshold, embedder.version)
     db.commit()  # reference embeddings computed on the way are kept
     distance = float(np.linalg.norm(codes[0] - codes[1]))
     threshold = thresholds.for_label(GLOBAL)

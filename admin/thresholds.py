@@ -1,5 +1,8 @@
 """Threshold tuning (admins): set the match threshold globally or per label, preview how
-many recent inspections would change verdict, save; workers follow without a restart."""
+many recent inspections would change verdict, save; workers follow without a restart.
+
+Settings belong to the model version this site has loaded (``MODEL_CHECKPOINT``, the
+same as the workers'); those made for other versions are listed but do not apply."""
 
 from __future__ import annotations
 
@@ -45,7 +48,8 @@ def parse_value(text: str) -> float | None:
 def thresholds() -> Any:
     db = get_db()
     default, source = base_threshold()
-    current = load_thresholds(db, default)
+    version = get_embedder().version
+    current = load_thresholds(db, default, version)
     labels = sorted(
         set(db.scalars(select(Reference.label).distinct())) | set(current.per_label) - {GLOBAL}
     )
@@ -56,11 +60,13 @@ def thresholds() -> Any:
         try:
             value = parse_value(value_text)
             if request.form.get("do") == "save":
-                set_threshold(db, label, value, current_user.username)
+                set_threshold(db, version, label, value, current_user.username)
                 db.commit()
                 shown = "removed" if value is None else f"set to {value:g}"
                 flash(
-                    f"Threshold for {label} {shown}. Workers use it from their next batch.", "info"
+                    f"Threshold for {label} {shown} for model {version}. Workers running it "
+                    "use it from their next batch.",
+                    "info",
                 )
                 return redirect(url_for("thresholds.thresholds"))
             rows = db.execute(
@@ -68,6 +74,8 @@ def thresholds() -> Any:
                 .where(
                     Inspection.processed_at >= utcnow() - PREVIEW_WINDOW,
                     Inspection.status != "rejected",
+                    # another model's distances are on another scale
+                    Inspection.model_version == version,
                 )
                 .order_by(Inspection.processed_at.desc())
                 .limit(PREVIEW_LIMIT)
@@ -75,7 +83,11 @@ def thresholds() -> Any:
             preview = preview_change(rows, current, label, value)
         except ValueError as exc:
             flash(str(exc), "error")
-    settings = db.scalars(select(ThresholdSetting).order_by(ThresholdSetting.label)).all()
+    every_setting = db.scalars(
+        select(ThresholdSetting).order_by(ThresholdSetting.model_version, ThresholdSetting.label)
+    ).all()
+    settings = [s for s in every_setting if s.model_version == version]
+    other_settings = [s for s in every_setting if s.model_version != version]
     changes = db.scalars(
         select(ThresholdChange).order_by(ThresholdChange.changed_at.desc()).limit(50)
     ).all()
@@ -83,7 +95,9 @@ def thresholds() -> Any:
         "thresholds.html",
         default=default,
         source=source,
+        version=version,
         settings=settings,
+        other_settings=other_settings,
         changes=changes,
         labels=labels,
         preview=preview,

@@ -181,10 +181,13 @@ class Inspection(Base):
 
 
 class ThresholdSetting(Base):
-    """A match threshold set by an admin: for one label, or for all (label ``*``)."""
+    """A match threshold set by an admin for one model version: for one label, or for
+    all (label ``*``). Distances of two models are not on one scale (their calibrated
+    thresholds differ), so a setting applies only to the model it was set for."""
 
     __tablename__ = "thresholds"
 
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
     label: Mapped[str] = mapped_column(String(80), primary_key=True)
     value: Mapped[float] = mapped_column(Float)
     updated_by: Mapped[str] = mapped_column(String(80))
@@ -197,6 +200,8 @@ class ThresholdChange(Base):
     __tablename__ = "threshold_changes"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # None: a change made before settings were kept per model version
+    model_version: Mapped[str | None] = mapped_column(String(64))
     label: Mapped[str] = mapped_column(String(80))
     old_value: Mapped[float | None] = mapped_column(Float)  # None: was not set
     new_value: Mapped[float | None] = mapped_column(Float)  # None: removed

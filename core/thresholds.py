@@ -5,6 +5,10 @@ threshold for L; else the admin's global threshold (label ``*``); else
 ``MATCH_THRESHOLD``; else the one calibrated into the checkpoint. Admins change
 them in the site; workers read them per batch, so a change takes effect
 without a restart. Every change is recorded in ``threshold_changes``.
+
+Admins' settings belong to a model version: a threshold is a distance, and two
+models' distances are on different scales, so a model deployed later starts
+from its own calibration, not from a value tuned for another.
 """
 
 from __future__ import annotations
@@ -38,41 +42,53 @@ class Thresholds:
         return Thresholds(self.default, per_label)
 
 
-def load_thresholds(session: Session, default: float) -> Thresholds:
-    rows = session.execute(select(ThresholdSetting.label, ThresholdSetting.value)).all()
+def load_thresholds(session: Session, default: float, model_version: str) -> Thresholds:
+    """The thresholds that apply to ``model_version``: its calibration (``default``)
+    under the admins' settings made for that version."""
+    rows = session.execute(
+        select(ThresholdSetting.label, ThresholdSetting.value).where(
+            ThresholdSetting.model_version == model_version
+        )
+    ).all()
     return Thresholds(default, {label: value for label, value in rows})
 
 
-def thresholds_signature(session: Session) -> tuple[Any, ...]:
+def thresholds_signature(session: Session, model_version: str) -> tuple[Any, ...]:
     return tuple(
         session.execute(
-            select(func.count(ThresholdSetting.label), func.max(ThresholdSetting.updated_at))
+            select(func.count(ThresholdSetting.label), func.max(ThresholdSetting.updated_at)).where(
+                ThresholdSetting.model_version == model_version
+            )
         ).one()
     )
 
 
 class ThresholdCache:
-    """Thresholds reloaded only when an admin changed them."""
+    """One model version's thresholds, reloaded only when an admin changed them."""
 
-    def __init__(self, default: float) -> None:
+    def __init__(self, default: float, model_version: str) -> None:
         self.default = default
+        self.model_version = model_version
         self._signature: tuple[Any, ...] | None = None
         self._thresholds = Thresholds(default)
 
     def get(self, session: Session) -> Thresholds:
-        signature = thresholds_signature(session)
+        signature = thresholds_signature(session, self.model_version)
         if signature != self._signature:
-            self._thresholds = load_thresholds(session, self.default)
+            self._thresholds = load_thresholds(session, self.default, self.model_version)
             self._signature = signature
         return self._thresholds
 
 
-def set_threshold(session: Session, label: str, value: float | None, user: str) -> None:
-    """Set (or, with None, remove) the threshold for ``label`` (``*``: all), recorded."""
+def set_threshold(
+    session: Session, model_version: str, label: str, value: float | None, user: str
+) -> None:
+    """Set (or, with None, remove) ``model_version``'s threshold for ``label`` (``*``:
+    all), recorded."""
     if value is not None and not (0 < value < 1000):
         raise ValueError(f"a threshold must be a positive distance, got {value}")
     label = label.strip() or GLOBAL
-    current = session.get(ThresholdSetting, label)
+    current = session.get(ThresholdSetting, (model_version, label))
     old = current.value if current else None
     if old == value:
         return
@@ -80,10 +96,20 @@ def set_threshold(session: Session, label: str, value: float | None, user: str) 
         if current is not None:
             session.delete(current)
     elif current is None:
-        session.add(ThresholdSetting(label=label, value=value, updated_by=user))
+        session.add(
+            ThresholdSetting(model_version=model_version, label=label, value=value, updated_by=user)
+        )
     else:
         current.value, current.updated_by, current.updated_at = value, user, utcnow()
-    session.add(ThresholdChange(label=label, old_value=old, new_value=value, changed_by=user))
+    session.add(
+        ThresholdChange(
+            model_version=model_version,
+            label=label,
+            old_value=old,
+            new_value=value,
+            changed_by=user,
+        )
+    )
     session.flush()
 
 

@@ -266,11 +266,16 @@ def test_workers_follow_threshold_changes_without_restarting(settings, start_wor
     def inspect_probe(expected_rows: int) -> Inspection:
         return inspect_and_wait(settings, probe, "threshold-cam", expected_rows)
 
-    assert inspect_probe(1).label == "scratches"
+    first = inspect_probe(1)
+    assert first.label == "scratches" and first.model_version
     with session_scope(settings.database_url) as session:
-        set_threshold(session, "scratches", 1e-9, "test")  # nothing is that close
-    tightened = inspect_probe(2)
+        # another model's distances are on another scale: its settings do not apply
+        set_threshold(session, "texture_net-another", "scratches", 1e-9, "test")
+    assert inspect_probe(2).label == "scratches"
+    with session_scope(settings.database_url) as session:
+        set_threshold(session, first.model_version, "scratches", 1e-9, "test")
+    tightened = inspect_probe(3)
     assert (tightened.label, tightened.threshold) == ("unknown", 1e-9)
     with session_scope(settings.database_url) as session:
-        set_threshold(session, "scratches", None, "test")
-    assert inspect_probe(3).label == "scratches"
+        set_threshold(session, first.model_version, "scratches", None, "test")
+    assert inspect_probe(4).label == "scratches"

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from core.tables import Base
 from tests.conftest import ROOT
@@ -55,3 +55,36 @@ def test_downgrade_base_removes_every_table(empty_database_url):
     left = set(inspect(engine).get_table_names()) - {"alembic_version"}
     engine.dispose()
     assert left == set()
+
+
+def test_thresholds_set_before_0004_go_to_the_latest_model(empty_database_url):
+    """Settings made before thresholds were kept per model version belong to the model
+    registered last (the one they were tuned on), and a downgrade keeps them."""
+    assert alembic("upgrade", "0003", url=empty_database_url).returncode == 0
+    engine = create_engine(empty_database_url)
+    with engine.begin() as connection:
+        for version, at in (("old-model", "2026-11-01"), ("newer-model", "2026-11-20")):
+            connection.execute(
+                text(
+                    "INSERT INTO model_versions (version, arch, threshold, meta, first_loaded_at)"
+                    " VALUES (:v, 'texture_net', 1.3, '{}', :at)"
+                ),
+                {"v": version, "at": at},
+            )
+        connection.execute(
+            text(
+                "INSERT INTO thresholds (label, value, updated_by, updated_at)"
+                " VALUES ('crazing', 0.9, 'ada', '2026-11-21')"
+            )
+        )
+    upgraded = alembic("upgrade", "head", url=empty_database_url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT model_version, label, value FROM thresholds"))
+        assert [tuple(r) for r in rows] == [("newer-model", "crazing", 0.9)]
+    downgraded = alembic("downgrade", "0003", url=empty_database_url)
+    assert downgraded.returncode == 0, downgraded.stderr
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT label, value FROM thresholds"))
+        assert [tuple(r) for r in rows] == [("crazing", 0.9)]
+    engine.dispose()

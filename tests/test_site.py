@@ -23,6 +23,7 @@ from core.jobs import QUEUE_NAME, InspectJob
 from core.references import seed_from_folder
 from core.results import insert_inspections
 from core.tables import Inspection, Reference, ThresholdChange
+from core.thresholds import set_threshold
 from tests.conftest import SAMPLE, csrf_token, login, sample_images
 from worker.inspection import base_row
 
@@ -278,8 +279,12 @@ def test_use_an_inspection_as_a_reference(app, settings):
 
 
 def test_threshold_preview_save_and_audit(app, settings):
-    add_inspections(settings, 20)  # distances 0.10 ... 1.05 to a crazing reference
     client = logged_in(app, "ada", "admin-password")
+    page = client.get("/thresholds/").get_data(as_text=True)
+    version = re.search(r'id="model-version">([^<]+)<', page).group(1)
+    # distances 0.10 ... 1.05 to a crazing reference, by this site's model and another
+    add_inspections(settings, 20, model_version=version)
+    add_inspections(settings, 20, model_version="texture_net-0123456789ab")
     token = csrf_token(client, "/thresholds/")
     preview = client.post(
         "/thresholds/",
@@ -288,6 +293,7 @@ def test_threshold_preview_save_and_audit(app, settings):
     text = preview.get_data(as_text=True)
     changed = int(re.search(r'id="changed-count">(\d+)<', text).group(1))
     assert changed > 0 and "flagged crazing -&gt; flagged unknown" in text
+    assert "Of the last 20 inspections by this model" in text  # not the other model's
     with session_scope(settings.database_url) as session:
         assert session.scalar(select(func.count(ThresholdChange.id))) == 0  # preview only
     client.post(
@@ -302,6 +308,15 @@ def test_threshold_preview_save_and_audit(app, settings):
         ("crazing", None, 0.5, "ada"),
         ("crazing", 0.5, None, "ada"),
     ]
+    assert {c.model_version for c in changes} == {version}
+
+    # A setting made for another model is listed apart and changes nothing here.
+    with session_scope(settings.database_url) as session:
+        set_threshold(session, "texture_net-0123456789ab", "*", 0.01, "bob")
+    page = client.get("/thresholds/").get_data(as_text=True)
+    others = page.split('id="other-settings"')[1]
+    assert "texture_net-0123456789ab" in others and "0.0100" in others
+    assert "None: the default applies to every label." in page
 
 
 def test_csv_export_follows_the_filters(app, settings):

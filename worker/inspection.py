@@ -77,7 +77,7 @@ class WorkerRuntime:
             embedder,
             store,
             ReferenceCache(embedder, store),
-            ThresholdCache(embedder.threshold),
+            ThresholdCache(embedder.threshold, embedder.version),
         )
 
 
