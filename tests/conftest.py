@@ -32,8 +32,12 @@ from core.tables import Inspection
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
 PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-# Database 15 of the local Redis is the tests' own; it is flushed before use.
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# A database of the local Redis is a test run's own (it is flushed before every test):
+# TEST_REDIS_URL names one, else each run claims a free one of 15 ... 1 (``redis_db``).
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
+LOCAL_REDIS = "redis://127.0.0.1:6379"
+# A claim outlives a run that died without releasing it by at most this long.
+REDIS_CLAIM_SECONDS = 3 * 3600
 BIN = Path(sys.executable).parent
 
 
@@ -71,12 +75,39 @@ def migrated_pg_url(pg_url: str) -> str:
     return pg_url
 
 
+@pytest.fixture(scope="session")
+def redis_db() -> Iterator[str]:
+    """The URL of a Redis database no other test run uses at the same time.
+
+    Every test flushes it, so two runs on one machine (a developer's and CI's)
+    sharing one database would delete each other's queues. Each run claims the
+    first free database of 15 ... 1 with a key in database 0 that expires, and
+    releases it at the end.
+    """
+    if TEST_REDIS_URL:
+        yield TEST_REDIS_URL
+        return
+    token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    with redis.Redis.from_url(f"{LOCAL_REDIS}/0") as claims:
+        for db in range(15, 0, -1):
+            key = f"inspection-tests:redis-db:{db}"
+            if claims.set(key, token, nx=True, ex=REDIS_CLAIM_SECONDS):
+                break
+        else:
+            raise RuntimeError("every Redis database 1-15 is claimed by another test run")
+        try:
+            yield f"{LOCAL_REDIS}/{db}"
+        finally:
+            if claims.get(key) == token.encode():
+                claims.delete(key)
+
+
 @pytest.fixture
-def redis_url() -> str:
-    client = redis.Redis.from_url(TEST_REDIS_URL)
+def redis_url(redis_db: str) -> str:
+    client = redis.Redis.from_url(redis_db)
     client.flushdb()
     client.close()
-    return TEST_REDIS_URL
+    return redis_db
 
 
 @pytest.fixture
