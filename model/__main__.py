@@ -54,6 +54,12 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         "(default 100)",
     )
     p.add_argument(
+        "--pool-max",
+        action="store_true",
+        help="texture_net: pool every feature map's maximum as well as its mean and spread "
+        "(sparse marks: pits, inclusions)",
+    )
+    p.add_argument(
         "--teacher",
         type=Path,
         action="append",
@@ -71,6 +77,13 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         "--init-from-teacher",
         action="store_true",
         help="distill: start the student from the teacher's weights (same architecture)",
+    )
+    p.add_argument(
+        "--mixup",
+        type=float,
+        default=0.0,
+        help="distill: fraction of training images blended with another image of the batch "
+        "(weight uniform in 0-1) before teacher and student see them (default 0)",
     )
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=32, help="pairs or images per batch")
@@ -149,9 +162,11 @@ def run_train(args: argparse.Namespace) -> int:
         embedding_dim=args.embedding_dim,
         width=args.width,
         input_size=args.input_size,
+        pool_max=args.pool_max,
         teacher=args.teacher,
         teacher_views=args.teacher_views,
         init_from_teacher=args.init_from_teacher,
+        mixup=args.mixup,
         epochs=1 if args.dry_run else args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,

@@ -150,10 +150,14 @@ class CompactTexture(SiameseNetwork):
         return F.normalize(self.head(pooled), dim=1)
 
 
-def mean_std_pool(fmap: torch.Tensor) -> torch.Tensor:
-    """Per-channel mean and standard deviation over the image: (N, C, H, W) -> (N, 2C)."""
+def mean_std_pool(fmap: torch.Tensor, with_max: bool = False) -> torch.Tensor:
+    """Per-channel mean and standard deviation over the image: (N, C, H, W) -> (N, 2C);
+    with ``with_max``, also the maximum: (N, 3C)."""
     flat = fmap.flatten(2)
-    return torch.cat([flat.mean(dim=2), flat.std(dim=2)], dim=1)
+    stats = [flat.mean(dim=2), flat.std(dim=2)]
+    if with_max:
+        stats.append(flat.amax(dim=2))
+    return torch.cat(stats, dim=1)
 
 
 class TextureNet(SiameseNetwork):
@@ -166,6 +170,9 @@ class TextureNet(SiameseNetwork):
       map at 25x25, 12x12 and 12x12 after two more layers), like a multi-scale
       texture descriptor: fine structure (crazing, pits) shows early, coarse
       structure (scratches, patches) late.
+    * With ``pool_max``, the maximum of every map is pooled too: a defect made of
+      a few sparse marks (pits, inclusions) moves a map's maximum more than its
+      mean or spread, which the rest of the surface dilutes.
     * The embedding is L2-normalised, for the cosine-style contrastive losses
       it is trained with; Euclidean distances then lie in [0, 2].
     """
@@ -178,6 +185,7 @@ class TextureNet(SiameseNetwork):
         embedding_dim: int = 128,
         width: int = 32,
         input_size: int = 100,
+        pool_max: bool = False,
     ) -> None:
         super().__init__()
         if input_size not in (100, 200):
@@ -195,7 +203,8 @@ class TextureNet(SiameseNetwork):
         self.stage1 = nn.Sequential(nn.MaxPool2d(2), _conv_bn(w, w))  # 25x25
         self.stage2 = nn.Sequential(nn.MaxPool2d(2), _conv_bn(w, 2 * w))  # 12x12
         self.stage3 = nn.Sequential(_conv_bn(2 * w, 4 * w), _conv_bn(4 * w, 4 * w))  # 12x12
-        pooled = 2 * (w + 2 * w + 4 * w)
+        self.pool_max = pool_max
+        pooled = (3 if pool_max else 2) * (w + 2 * w + 4 * w)
         self.head = nn.Sequential(
             nn.Linear(pooled, 4 * w),
             nn.BatchNorm1d(4 * w),
@@ -209,7 +218,7 @@ class TextureNet(SiameseNetwork):
         s1 = self.stage1(self.stem(x))
         s2 = self.stage2(s1)
         s3 = self.stage3(s2)
-        return torch.cat([mean_std_pool(s1), mean_std_pool(s2), mean_std_pool(s3)], dim=1)
+        return torch.cat([mean_std_pool(s, self.pool_max) for s in (s1, s2, s3)], dim=1)
 
     def forward_once(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self.features(x)), dim=1)

@@ -218,6 +218,12 @@ class DistillObjective(Objective):
     The loss is the squared distance between the two unit codes. Images are
     augmented at full size: a random square crop resized back to the image's
     size, any of the 8 orientations, gamma, contrast, brightness and noise.
+
+    With ``mixup`` > 0, that fraction of each batch's images is blended with
+    another image of the batch (weight uniform in 0-1), as Beyer et al. do: a
+    blend of two textures is a texture no training class has, so the student
+    also learns the teacher's codes off the training classes, where the
+    unseen classes lie.
     """
 
     name = "distill"
@@ -232,9 +238,13 @@ class DistillObjective(Objective):
         min_crop: float,
         seed: int,
         device: torch.device,
+        mixup: float = 0.0,
     ) -> None:
         if not teacher.normalized:
             raise ValueError("the teacher must give unit embeddings")
+        if not 0.0 <= mixup <= 1.0:
+            raise ValueError(f"mixup is a fraction of the batch, got {mixup}")
+        self.mixup = mixup
         self.teacher = teacher.to(device).eval()
         for parameter in self.teacher.parameters():
             parameter.requires_grad_(False)
@@ -261,7 +271,18 @@ class DistillObjective(Objective):
         for _ in range(self.steps):
             originals, _ = pick_per_class(self.train, self.generator, self.per_class)
             images = self.augmenter.views(originals, self.generator)
+            if self.mixup:
+                images = self.blend(images)
             yield images, self.teacher_codes(images)
+
+    def blend(self, images: torch.Tensor) -> torch.Tensor:
+        """Blend a ``mixup`` fraction of the images with a random other image of the batch."""
+        n = len(images)
+        partner = torch.randperm(n, generator=self.generator)
+        weight = torch.rand(n, generator=self.generator)
+        mixed = torch.rand(n, generator=self.generator) < self.mixup
+        weight = torch.where(mixed, weight, torch.ones(n)).view(n, 1, 1, 1)
+        return weight * images + (1 - weight) * images[partner]
 
     def steps_per_epoch(self) -> int:
         return self.steps

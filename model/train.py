@@ -55,10 +55,12 @@ class TrainConfig:
     embedding_dim: int | None = None  # None: the architecture's own default
     width: int | None = None  # channels of the first stage (compact_texture, texture_net)
     input_size: int | None = None  # texture_net: 100 (default) or 200 (full resolution)
+    pool_max: bool = False  # texture_net: pool each feature map's maximum too
     # distill: the checkpoint(s) whose codes the student learns (several: their mean)
     teacher: list[Path] = field(default_factory=list)
     teacher_views: str = "whole+quadrants"  # distill: how the teacher looks at an image
     init_from_teacher: bool = False  # distill: start from the teacher's weights
+    mixup: float = 0.0  # distill: fraction of training images blended with another
     epochs: int = 100
     batch_size: int = 32  # pairs per batch (pairs), images per batch (classify)
     lr: float = 0.0005
@@ -166,6 +168,7 @@ def build_objective(
             config.min_crop,
             config.seed,
             device,
+            config.mixup,
         )
     if config.objective == "views":
         return ViewObjective(
@@ -288,6 +291,8 @@ def train(config: TrainConfig) -> TrainResult:
         kwargs["width"] = config.width
     if config.input_size is not None:
         kwargs["input_size"] = config.input_size
+    if config.pool_max:
+        kwargs["pool_max"] = True
     if config.objective == "classify":
         kwargs["n_classes"] = len(config.train_classes)
     network = build_network(config.arch, **kwargs).to(device)

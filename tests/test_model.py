@@ -265,6 +265,59 @@ def test_distillation_teaches_a_one_pass_student_the_teachers_five_view_codes(tm
         assert not torch.allclose(shipped.forward_once(x), expected, atol=1e-3)
 
 
+def test_mixup_blends_the_chosen_fraction_of_a_distillation_batch():
+    from model import FIVE_VIEW_CHECKPOINT
+    from model.data import list_class_images, split_per_class
+    from model.objectives import DistillObjective
+    from model.train import load_teacher
+
+    classes = ["inclusion", "patches", "rolled-in_scale"]
+    config = TrainConfig(
+        data=SAMPLE, train_classes=classes, out=SAMPLE, teacher=[FIVE_VIEW_CHECKPOINT]
+    )
+    teacher = load_teacher(config)
+    train_files, val_files = split_per_class(list_class_images(SAMPLE, classes), 0.2, 0)
+    objective = DistillObjective(
+        teacher, train_files, val_files, 200, 4, 0.35, 0, torch.device("cpu"), mixup=0.5
+    )
+    images = torch.stack([torch.full((1, 8, 8), float(i)) for i in range(400)])
+    blended = objective.blend(images)
+    unchanged = (blended == images).flatten(1).all(1)
+    assert 0.4 < unchanged.float().mean() < 0.6  # about half of them are blends
+    # a blend is a weighted mean of two images of the batch: flat, between 0 and 399
+    changed = blended[~unchanged]
+    assert torch.all(changed.amin((1, 2, 3)) == changed.amax((1, 2, 3)))
+    assert changed.min() >= 0 and changed.max() <= 399
+
+
+def test_max_pooling_adds_every_feature_maps_maximum(tmp_path):
+    from model.networks import mean_std_pool, optimize_for_inference
+
+    fmap = torch.randn(2, 3, 5, 5)
+    pooled = mean_std_pool(fmap, with_max=True)
+    assert pooled.shape == (2, 9)
+    assert torch.equal(pooled[:, 6:], fmap.amax(dim=(2, 3)))
+    assert torch.equal(pooled[:, :6], mean_std_pool(fmap))
+    net = build_network("texture_net", input_size=200, pool_max=True).eval()
+    assert net.head[0].in_features == 3 * (32 + 64 + 128)
+    path = save_checkpoint(
+        tmp_path / "max.pt",
+        net,
+        {
+            "arch": "texture_net",
+            "arch_kwargs": {"input_size": 200, "pool_max": True},
+            "input_size": 200,
+            "threshold": 1.0,
+        },
+    )
+    loaded, _ = load_checkpoint(path)
+    x = torch.randn(3, 1, 200, 200)
+    with torch.inference_mode():
+        assert torch.allclose(
+            optimize_for_inference(loaded).forward_once(x), net.forward_once(x), atol=1e-5
+        )
+
+
 def test_an_ensemble_teacher_averages_its_members_unit_codes():
     from torch.nn import functional as F
 
