@@ -265,7 +265,7 @@ def test_distillation_teaches_a_one_pass_student_the_teachers_five_view_codes(tm
         assert not torch.allclose(shipped.forward_once(x), expected, atol=1e-3)
 
 
-def test_mixup_blends_the_chosen_fraction_of_a_distillation_batch():
+def test_mixup_blends_the_chosen_fraction_of_a_distillation_batch(tmp_path):
     from model import FIVE_VIEW_CHECKPOINT
     from model.data import list_class_images, split_per_class
     from model.objectives import DistillObjective
@@ -273,7 +273,7 @@ def test_mixup_blends_the_chosen_fraction_of_a_distillation_batch():
 
     classes = ["inclusion", "patches", "rolled-in_scale"]
     config = TrainConfig(
-        data=SAMPLE, train_classes=classes, out=SAMPLE, teacher=[FIVE_VIEW_CHECKPOINT]
+        data=SAMPLE, train_classes=classes, out=tmp_path, teacher=[FIVE_VIEW_CHECKPOINT]
     )
     teacher = load_teacher(config)
     train_files, val_files = split_per_class(list_class_images(SAMPLE, classes), 0.2, 0)
