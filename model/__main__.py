@@ -107,6 +107,19 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         "histograms from its embedding (0: off)",
     )
     p.add_argument(
+        "--synthetic-classes",
+        type=int,
+        default=0,
+        help="views, distill: procedurally generated texture classes added to every batch, "
+        "new ones each batch (model/synthetic.py; 0: off)",
+    )
+    p.add_argument(
+        "--synthetic-per-class",
+        type=int,
+        default=8,
+        help="views, distill: images of each synthetic class in a batch (default 8)",
+    )
+    p.add_argument(
         "--min-crop",
         type=float,
         default=0.35,
@@ -178,6 +191,8 @@ def run_train(args: argparse.Namespace) -> int:
         class_weight=args.class_weight,
         texture_weight=args.texture_weight,
         min_crop=args.min_crop,
+        synthetic_classes=args.synthetic_classes,
+        synthetic_per_class=args.synthetic_per_class,
         views=args.views,
         center=args.center,
         val_fraction=args.val_fraction,

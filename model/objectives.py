@@ -3,9 +3,10 @@
 * ``pairs``: the paper's objective. Random pairs, same class with p = 0.5, 90-degree
   rotations and flips, contrastive loss with a margin.
 * ``views``: two augmented views of every image in a class-balanced batch;
-  instance discrimination plus supervised contrast (``model.losses``), and
-  optionally a texture term: the embedding must predict each view's local
-  binary pattern histograms (``model.lbp``).
+  instance discrimination plus supervised contrast (``model.losses``),
+  optionally with procedurally generated texture classes in every batch
+  (``model.synthetic``), and optionally a texture term: the embedding must
+  predict each view's local binary pattern histograms (``model.lbp``).
 * ``classify``: cross-entropy over the classes, for the conventional CNN baseline.
 * ``distill``: a student network learns to give, in one pass over the whole
   image at full resolution, the code a trained teacher gives from several views
@@ -33,6 +34,7 @@ from model.data import ClassTensors, PairDataset, augment_dihedral, load_tensors
 from model.lbp import uniform_lbp_histograms
 from model.losses import contrastive_loss, instance_and_class_loss, pair_distance
 from model.networks import SiameseNetwork
+from model.synthetic import synthetic_batch
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -140,8 +142,13 @@ class ViewObjective(Objective):
         device: torch.device,
         texture_weight: float = 0.0,
         embedding_dim: int = 0,
+        synthetic_classes: int = 0,
+        synthetic_per_class: int = 8,
     ) -> None:
         self.train = [load_uint8(files) for files in train_files.values()]
+        self.synthetic_classes = synthetic_classes
+        self.synthetic_per_class = synthetic_per_class
+        self.image_side = int(self.train[0].shape[-1])
         self.val = [load_uint8(files) for files in val_files.values()]
         self.per_class = per_class
         self.temperature = temperature
@@ -163,9 +170,17 @@ class ViewObjective(Objective):
             self.texture_head = nn.Linear(embedding_dim, targets.shape[1]).to(device)
 
     def _batch(
-        self, groups: list[torch.Tensor], generator: torch.Generator, per_class: int | None
+        self,
+        groups: list[torch.Tensor],
+        generator: torch.Generator,
+        per_class: int | None,
+        synthetic: list[torch.Tensor] | None = None,
     ) -> Batch:
         stack, classes = pick_per_class(groups, generator, per_class)
+        if synthetic:
+            # each synthetic class is a class of its own, after the real ones
+            classes += [len(groups) + c for c, group in enumerate(synthetic) for _ in group]
+            stack = torch.cat([stack, *synthetic])
         views = torch.cat(
             [self.augmenter.views(stack, generator), self.augmenter.views(stack, generator)]
         )
@@ -174,7 +189,11 @@ class ViewObjective(Objective):
 
     def train_batches(self) -> Iterator[Batch]:
         for _ in range(self.steps):
-            yield self._batch(self.train, self.generator, self.per_class)
+            # new synthetic classes every batch: the network never sees one twice
+            synthetic = synthetic_batch(
+                self.synthetic_classes, self.synthetic_per_class, self.image_side, self.generator
+            )
+            yield self._batch(self.train, self.generator, self.per_class, synthetic)
 
     def steps_per_epoch(self) -> int:
         return self.steps
@@ -219,6 +238,9 @@ class DistillObjective(Objective):
     augmented at full size: a random square crop resized back to the image's
     size, any of the 8 orientations, gamma, contrast, brightness and noise.
 
+    With ``synthetic_classes`` > 0, each batch also holds procedurally generated
+    textures (``model.synthetic``), with the teacher's codes as targets.
+
     With ``mixup`` > 0, that fraction of each batch's images is blended with
     another image of the batch (weight uniform in 0-1), as Beyer et al. do: a
     blend of two textures is a texture no training class has, so the student
@@ -239,6 +261,8 @@ class DistillObjective(Objective):
         seed: int,
         device: torch.device,
         mixup: float = 0.0,
+        synthetic_classes: int = 0,
+        synthetic_per_class: int = 8,
     ) -> None:
         if not teacher.normalized:
             raise ValueError("the teacher must give unit embeddings")
@@ -249,6 +273,8 @@ class DistillObjective(Objective):
         for parameter in self.teacher.parameters():
             parameter.requires_grad_(False)
         self.train = [load_uint8(files) for files in train_files.values()]
+        self.synthetic_classes = synthetic_classes
+        self.synthetic_per_class = synthetic_per_class
         self.per_class = per_class
         self.device = device
         self.augmenter = ViewAugmenter(size=size, min_crop=min_crop)
@@ -270,6 +296,16 @@ class DistillObjective(Objective):
     def train_batches(self) -> Iterator[Batch]:
         for _ in range(self.steps):
             originals, _ = pick_per_class(self.train, self.generator, self.per_class)
+            if self.synthetic_classes:
+                # the teacher's codes of textures no training class has: the student
+                # learns the teacher's function off the training classes too
+                synthetic = synthetic_batch(
+                    self.synthetic_classes,
+                    self.synthetic_per_class,
+                    int(originals.shape[-1]),
+                    self.generator,
+                )
+                originals = torch.cat([originals, *synthetic])
             images = self.augmenter.views(originals, self.generator)
             if self.mixup:
                 images = self.blend(images)

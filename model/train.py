@@ -72,6 +72,8 @@ class TrainConfig:
     class_weight: float = 1.0  # views: weight of the supervised term
     texture_weight: float = 0.0  # views: weight of predicting the views' LBP histograms
     min_crop: float = 0.35  # views: smallest crop, as a fraction of the image area
+    synthetic_classes: int = 0  # views, distill: procedural texture classes in every batch
+    synthetic_per_class: int = 8  # views, distill: images of each synthetic class in a batch
     views: str = "whole"  # how images are seen at inference (``model.networks.VIEWS``)
     center: bool = False  # subtract the training images' mean embedding at inference
     val_fraction: float = 0.2
@@ -169,6 +171,8 @@ def build_objective(
             config.seed,
             device,
             config.mixup,
+            config.synthetic_classes,
+            config.synthetic_per_class,
         )
     if config.objective == "views":
         return ViewObjective(
@@ -183,6 +187,8 @@ def build_objective(
             device,
             config.texture_weight,
             embedding_dim,
+            config.synthetic_classes,
+            config.synthetic_per_class,
         )
     train_data = ClassTensors.from_files(train_files, size)
     val_data = ClassTensors.from_files(val_files, size)

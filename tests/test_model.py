@@ -422,3 +422,91 @@ def test_inference_optimizations_keep_the_outputs(arch):
         assert torch.allclose(net.forward_once(x), fast.forward_once(x), atol=1e-5)
     odd = torch.randn(2, 3, 25, 25)
     assert torch.equal(StridedMaxPool2x2()(odd), torch.nn.MaxPool2d(2)(odd))
+
+
+def test_synthetic_classes_are_textures_whose_images_share_their_statistics():
+    from model.synthetic import synthetic_batch
+
+    def draw(seed: int) -> list[torch.Tensor]:
+        return synthetic_batch(6, 4, 64, torch.Generator().manual_seed(seed))
+
+    groups = draw(3)
+    assert all(g.shape == (4, 1, 64, 64) and g.dtype == torch.uint8 for g in groups)
+    assert all(torch.equal(a, b) for a, b in zip(groups, draw(3), strict=True))  # seeded
+    assert not torch.equal(groups[0], draw(4)[0])
+    # a class's images are new samples (not copies), yet alike: described by their
+    # mean, spread and power spectrum, each image is nearer the other images of its
+    # class than those of other classes, for most images
+    images = torch.cat(groups).float().squeeze(1) / 255
+    assert all(not torch.equal(g[0], g[1]) for g in groups)
+    spectrum = torch.fft.rfft2(images - images.mean((1, 2), keepdim=True)).abs()
+    radius = torch.fft.fftfreq(64).abs().view(64, 1).maximum(torch.fft.rfftfreq(64).view(1, 33))
+    bands = [
+        (spectrum * ((radius >= lo) & (radius < lo * 2))).sum((1, 2))
+        for lo in (1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4)
+    ]
+    stats = torch.stack([images.mean((1, 2)), images.std((1, 2)), *(b.log() for b in bands)], 1)
+    stats = (stats - stats.mean(0)) / stats.std(0)
+    distances = torch.cdist(stats, stats).fill_diagonal_(float("inf"))
+    labels = torch.arange(6).repeat_interleave(4)
+    assert (labels[distances.argmin(1)] == labels).float().mean() >= 0.8
+
+
+def test_views_batches_add_new_synthetic_classes_after_the_real_ones():
+    from model.data import list_class_images, split_per_class
+    from model.objectives import ViewObjective
+
+    classes = ["inclusion", "patches"]
+    train_files, val_files = split_per_class(list_class_images(SAMPLE, classes), 0.2, 0)
+    objective = ViewObjective(
+        train_files,
+        val_files,
+        100,
+        4,
+        0.1,
+        1.0,
+        0.35,
+        0,
+        torch.device("cpu"),
+        synthetic_classes=3,
+        synthetic_per_class=2,
+    )
+    first, second = next(objective.train_batches()), next(objective.train_batches())
+    views, instances, labels = first
+    # 4 images of each real class and 2 of each of 3 synthetic classes, two views each
+    assert views.shape == (2 * (2 * 4 + 3 * 2), 1, 100, 100)
+    assert labels.tolist() == 2 * ([0] * 4 + [1] * 4 + [2, 2, 3, 3, 4, 4])
+    assert torch.equal(instances, torch.arange(14).repeat(2))
+    # the synthetic images differ from batch to batch; validation has none
+    assert not torch.equal(views[8:14], second[0][8:14])
+    assert set(next(objective.val_batches())[2].tolist()) == {0, 1}
+
+
+def test_distillation_batches_can_add_synthetic_textures_with_the_teachers_codes(tmp_path):
+    from model import FIVE_VIEW_CHECKPOINT
+    from model.data import list_class_images, split_per_class
+    from model.objectives import DistillObjective
+    from model.train import load_teacher
+
+    classes = ["inclusion", "patches", "rolled-in_scale"]
+    config = TrainConfig(
+        data=SAMPLE, train_classes=classes, out=tmp_path, teacher=[FIVE_VIEW_CHECKPOINT]
+    )
+    teacher = load_teacher(config)
+    train_files, val_files = split_per_class(list_class_images(SAMPLE, classes), 0.2, 0)
+    objective = DistillObjective(
+        teacher,
+        train_files,
+        val_files,
+        200,
+        2,
+        0.35,
+        0,
+        torch.device("cpu"),
+        synthetic_classes=2,
+        synthetic_per_class=3,
+    )
+    images, targets = next(objective.train_batches())
+    assert images.shape == (3 * 2 + 2 * 3, 1, 200, 200)
+    with torch.inference_mode():
+        assert torch.allclose(targets, teacher.forward_once(images), atol=1e-5)
