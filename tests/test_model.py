@@ -265,7 +265,8 @@ def test_distillation_teaches_a_one_pass_student_the_teachers_five_view_codes(tm
         assert not torch.allclose(shipped.forward_once(x), expected, atol=1e-3)
 
 
-def test_mixup_blends_the_chosen_fraction_of_a_distillation_batch(tmp_path):
+def sample_distillation(tmp_path, **options):
+    """A distillation objective on the bundled sample, taught by the five-view model."""
     from model import FIVE_VIEW_CHECKPOINT
     from model.data import list_class_images, split_per_class
     from model.objectives import DistillObjective
@@ -277,9 +278,15 @@ def test_mixup_blends_the_chosen_fraction_of_a_distillation_batch(tmp_path):
     )
     teacher = load_teacher(config)
     train_files, val_files = split_per_class(list_class_images(SAMPLE, classes), 0.2, 0)
+    per_class = options.pop("per_class", 4)
     objective = DistillObjective(
-        teacher, train_files, val_files, 200, 4, 0.35, 0, torch.device("cpu"), mixup=0.5
+        teacher, train_files, val_files, 200, per_class, 0.35, 0, torch.device("cpu"), **options
     )
+    return objective, teacher
+
+
+def test_mixup_blends_the_chosen_fraction_of_a_distillation_batch(tmp_path):
+    objective, _ = sample_distillation(tmp_path, mixup=0.5)
     images = torch.stack([torch.full((1, 8, 8), float(i)) for i in range(400)])
     blended = objective.blend(images)
     unchanged = (blended == images).flatten(1).all(1)
@@ -483,28 +490,8 @@ def test_views_batches_add_new_synthetic_classes_after_the_real_ones():
 
 
 def test_distillation_batches_can_add_synthetic_textures_with_the_teachers_codes(tmp_path):
-    from model import FIVE_VIEW_CHECKPOINT
-    from model.data import list_class_images, split_per_class
-    from model.objectives import DistillObjective
-    from model.train import load_teacher
-
-    classes = ["inclusion", "patches", "rolled-in_scale"]
-    config = TrainConfig(
-        data=SAMPLE, train_classes=classes, out=tmp_path, teacher=[FIVE_VIEW_CHECKPOINT]
-    )
-    teacher = load_teacher(config)
-    train_files, val_files = split_per_class(list_class_images(SAMPLE, classes), 0.2, 0)
-    objective = DistillObjective(
-        teacher,
-        train_files,
-        val_files,
-        200,
-        2,
-        0.35,
-        0,
-        torch.device("cpu"),
-        synthetic_classes=2,
-        synthetic_per_class=3,
+    objective, teacher = sample_distillation(
+        tmp_path, per_class=2, synthetic_classes=2, synthetic_per_class=3
     )
     images, targets = next(objective.train_batches())
     assert images.shape == (3 * 2 + 2 * 3, 1, 200, 200)
