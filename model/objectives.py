@@ -148,7 +148,6 @@ class ViewObjective(Objective):
         self.train = [load_uint8(files) for files in train_files.values()]
         self.synthetic_classes = synthetic_classes
         self.synthetic_per_class = synthetic_per_class
-        self.image_side = int(self.train[0].shape[-1])
         self.val = [load_uint8(files) for files in val_files.values()]
         self.per_class = per_class
         self.temperature = temperature
@@ -191,7 +190,10 @@ class ViewObjective(Objective):
         for _ in range(self.steps):
             # new synthetic classes every batch: the network never sees one twice
             synthetic = synthetic_batch(
-                self.synthetic_classes, self.synthetic_per_class, self.image_side, self.generator
+                self.synthetic_classes,
+                self.synthetic_per_class,
+                int(self.train[0].shape[-1]),  # the size of the real images
+                self.generator,
             )
             yield self._batch(self.train, self.generator, self.per_class, synthetic)
 
