@@ -265,7 +265,7 @@ def test_distillation_teaches_a_one_pass_student_the_teachers_five_view_codes(tm
         assert not torch.allclose(shipped.forward_once(x), expected, atol=1e-3)
 
 
-def sample_distillation(tmp_path, **options):
+def sample_distillation(tmp_path, per_class: int = 4, **options):
     """A distillation objective on the bundled sample, taught by the five-view model."""
     from model import FIVE_VIEW_CHECKPOINT
     from model.data import list_class_images, split_per_class
@@ -278,7 +278,6 @@ def sample_distillation(tmp_path, **options):
     )
     teacher = load_teacher(config)
     train_files, val_files = split_per_class(list_class_images(SAMPLE, classes), 0.2, 0)
-    per_class = options.pop("per_class", 4)
     objective = DistillObjective(
         teacher, train_files, val_files, 200, per_class, 0.35, 0, torch.device("cpu"), **options
     )
