@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from model.networks import ARCHITECTURES, VIEWS
+from model.synthetic import MODELS
 
 NEU_TRAIN_CLASSES = "inclusion,patches,rolled-in_scale"
 
@@ -120,6 +121,13 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         help="views, distill: images of each synthetic class in a batch (default 8)",
     )
     p.add_argument(
+        "--synthetic-model",
+        choices=MODELS,
+        default="basic",
+        help="views, distill: the texture model of the synthetic classes: basic (fields, "
+        "blobs, spots, streaks) or rich (adds crack networks, clustered marks, shading)",
+    )
+    p.add_argument(
         "--min-crop",
         type=float,
         default=0.35,
@@ -193,6 +201,7 @@ def run_train(args: argparse.Namespace) -> int:
         min_crop=args.min_crop,
         synthetic_classes=args.synthetic_classes,
         synthetic_per_class=args.synthetic_per_class,
+        synthetic_model=args.synthetic_model,
         views=args.views,
         center=args.center,
         val_fraction=args.val_fraction,

@@ -144,10 +144,12 @@ class ViewObjective(Objective):
         embedding_dim: int = 0,
         synthetic_classes: int = 0,
         synthetic_per_class: int = 8,
+        synthetic_model: str = "basic",
     ) -> None:
         self.train = [load_uint8(files) for files in train_files.values()]
         self.synthetic_classes = synthetic_classes
         self.synthetic_per_class = synthetic_per_class
+        self.synthetic_model = synthetic_model
         self.val = [load_uint8(files) for files in val_files.values()]
         self.per_class = per_class
         self.temperature = temperature
@@ -194,6 +196,7 @@ class ViewObjective(Objective):
                 self.synthetic_per_class,
                 int(self.train[0].shape[-1]),  # the size of the real images
                 self.generator,
+                self.synthetic_model,
             )
             yield self._batch(self.train, self.generator, self.per_class, synthetic)
 
@@ -265,6 +268,7 @@ class DistillObjective(Objective):
         mixup: float = 0.0,
         synthetic_classes: int = 0,
         synthetic_per_class: int = 8,
+        synthetic_model: str = "basic",
     ) -> None:
         if not teacher.normalized:
             raise ValueError("the teacher must give unit embeddings")
@@ -277,6 +281,7 @@ class DistillObjective(Objective):
         self.train = [load_uint8(files) for files in train_files.values()]
         self.synthetic_classes = synthetic_classes
         self.synthetic_per_class = synthetic_per_class
+        self.synthetic_model = synthetic_model
         self.per_class = per_class
         self.device = device
         self.augmenter = ViewAugmenter(size=size, min_crop=min_crop)
@@ -306,6 +311,7 @@ class DistillObjective(Objective):
                     self.synthetic_per_class,
                     int(originals.shape[-1]),
                     self.generator,
+                    self.synthetic_model,
                 )
                 originals = torch.cat([originals, *synthetic])
             images = self.augmenter.views(originals, self.generator)

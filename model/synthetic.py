@@ -16,12 +16,20 @@ and anisotropy), pushed through a random sigmoid (from soft shading to hard
 blobs), plus a random number of elliptical marks (length, width, orientation
 spread, polarity and strength drawn per class), then a random brightness and
 contrast.
+
+The ``rich`` model (``synthetic_batch(..., model="rich")``) keeps all of that
+and adds three generic texture primitives, each in a random share of classes:
+crack networks (the edges of a jittered-grid Voronoi tessellation, Worley's
+cellular texture, bent by a smooth domain warp), marks that cluster (placed
+with a density that follows a smooth random field, not uniformly), and slow
+shading (a smooth multiplicative illumination field).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import combinations
 
 import torch
 
@@ -116,9 +124,17 @@ MARK_ORIENTATIONS = 8
 
 
 def random_marks(
-    p: TextureParameters, n: int, size: int, generator: torch.Generator
+    p: TextureParameters,
+    n: int,
+    size: int,
+    generator: torch.Generator,
+    density: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``n`` images of the class's marks at random places, peak about 1: (n, S, S)."""
+    """``n`` images of the class's marks at random places, peak about 1: (n, S, S).
+
+    ``density`` ((n, S*S), non-negative) places marks where it is high; without
+    it every pixel is as likely.
+    """
     expected = p.marks * (size / 200) ** 2
     spectrum = torch.zeros(n, size, size // 2 + 1, dtype=torch.complex64)
     for k in range(MARK_ORIENTATIONS):
@@ -127,7 +143,11 @@ def random_marks(
         counts = torch.poisson(torch.full((n,), expected / MARK_ORIENTATIONS), generator=generator)
         for i, count in enumerate(counts.long().tolist()):
             if count:
-                where = torch.randint(0, size * size, (count,), generator=generator)
+                where = (
+                    torch.randint(0, size * size, (count,), generator=generator)
+                    if density is None
+                    else torch.multinomial(density[i], count, replacement=True, generator=generator)
+                )
                 strength = 0.5 + 0.5 * torch.rand(count, generator=generator)
                 impulses[i].index_add_(0, where, strength)
         kernel = mark_kernel(p.mark_length, p.mark_width, angle, size)
@@ -146,16 +166,165 @@ def sample_class(
         image = image + (1.0 - p.field_weight) * 3.0 * p.polarity * random_marks(
             p, n, size, generator
         )
-    flat = image.flatten(1)
-    image = (image - flat.mean(1).view(n, 1, 1)) / flat.std(1).clamp_min(1e-6).view(n, 1, 1)
-    image = (image * p.contrast + p.mean).clamp(0.0, 1.0)
+    image = (standardise(image) * p.contrast + p.mean).clamp(0.0, 1.0)
     return (image * 255).round().to(torch.uint8).unsqueeze(1)
 
 
 def synthetic_batch(
-    classes: int, per_class: int, size: int, generator: torch.Generator
+    classes: int,
+    per_class: int,
+    size: int,
+    generator: torch.Generator,
+    model: str = "basic",
 ) -> list[torch.Tensor]:
     """``classes`` new random classes, ``per_class`` images each (uint8, (n, 1, S, S))."""
-    return [
-        sample_class(draw_parameters(generator), per_class, size, generator) for _ in range(classes)
-    ]
+    if model == "basic":
+        return [
+            sample_class(draw_parameters(generator), per_class, size, generator)
+            for _ in range(classes)
+        ]
+    if model in MODELS:
+        primitives = PRIMITIVES if model == "rich" else frozenset(model.split("+")[1:])
+        return [
+            sample_rich_class(
+                draw_rich_parameters(generator, primitives), per_class, size, generator
+            )
+            for _ in range(classes)
+        ]
+    raise ValueError(f"unknown synthetic texture model {model!r}; known: {', '.join(MODELS)}")
+
+
+# what the rich model adds to the basic one
+PRIMITIVES = frozenset(["cracks", "clusters", "shading"])
+# "basic+cracks", "basic+clusters+shading" and so on: the rich model with only the
+# named primitives, to tell what each adds ("rich" is all three)
+MODELS = (
+    "basic",
+    "rich",
+    *(
+        "+".join(["basic", *names])
+        for size in range(1, len(PRIMITIVES))
+        for names in combinations(sorted(PRIMITIVES), size)
+    ),
+)
+
+
+@dataclass(frozen=True)
+class RichTextureParameters:
+    """One class of the rich model: the basic model's draw plus three primitives."""
+
+    base: TextureParameters
+    cells: float  # expected Voronoi cells per 200x200 image (0: no crack network)
+    crack_width: float  # Gaussian sigma of a crack across it (pixels)
+    crack_warp: float  # amplitude of the smooth warp bending the cracks (fraction of a cell)
+    crack_weight: float  # the cracks' strength against the rest of the image
+    crack_polarity: float  # +1 bright cracks, -1 dark cracks
+    clustering: float  # 0: marks uniform; larger: marks crowd where a smooth field is high
+    cluster_scale: float  # centre frequency of that field (cycles per pixel)
+    shading: float  # amplitude of the smooth multiplicative illumination (0: none)
+    shading_scale: float  # its centre frequency (cycles per pixel)
+
+
+def draw_rich_parameters(
+    generator: torch.Generator, primitives: frozenset[str] = PRIMITIVES
+) -> RichTextureParameters:
+    """A random class of the rich model, using only the named ``primitives``."""
+    base = draw_parameters(generator)
+    has_cracks = float(torch.rand((), generator=generator)) < 0.4 and "cracks" in primitives
+    clusters = base.marks > 0 and float(torch.rand((), generator=generator)) < 0.5
+    clusters = clusters and "clusters" in primitives
+    shaded = float(torch.rand((), generator=generator)) < 0.5 and "shading" in primitives
+    return RichTextureParameters(
+        base=base,
+        cells=log_uniform(4.0, 600.0, generator) if has_cracks else 0.0,
+        crack_width=log_uniform(0.5, 3.0, generator),
+        crack_warp=log_uniform(0.02, 0.3, generator),
+        crack_weight=uniform(0.3, 1.5, generator),
+        crack_polarity=1.0 if float(torch.rand((), generator=generator)) < 0.5 else -1.0,
+        clustering=uniform(1.0, 4.0, generator) if clusters else 0.0,
+        cluster_scale=log_uniform(0.005, 0.05, generator),
+        shading=uniform(0.1, 0.6, generator) if shaded else 0.0,
+        shading_scale=log_uniform(0.003, 0.02, generator),
+    )
+
+
+def smooth_field(
+    p: TextureParameters, centre: float, n: int, size: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``n`` isotropic, band-limited fields of unit variance around ``centre``: (n, S, S)."""
+    band = replace(p, slope=0.0, centre=centre, bandwidth=0.7, aspect=1.0)
+    return random_field(band, n, size, generator)
+
+
+def crack_network(
+    p: RichTextureParameters, n: int, size: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``n`` images of Voronoi cell edges, peak 1: (n, S, S).
+
+    Worley's cellular texture on a jittered grid: one seed point per grid cell,
+    so each pixel's two nearest seeds are among the 3x3 cells around it. A pixel
+    lies on an edge where its two nearest seeds are about as near (F2 - F1
+    small). The grid wraps around, like the other layers.
+    """
+    cells = max(2, round(math.sqrt(p.cells * (size / 200) ** 2)))
+    step = size / cells
+    grid = torch.arange(cells, dtype=torch.float32)
+    corners = torch.stack(  # (cells, cells, 2): each grid cell's row (y) and column (x)
+        [grid.view(cells, 1).expand(cells, cells), grid.view(1, cells).expand(cells, cells)], -1
+    )
+    seeds = (corners + torch.rand(n, cells, cells, 2, generator=generator)) * step
+    coords = torch.arange(size, dtype=torch.float32)
+    # the warp bends edges on the scale of a cell, by a fraction of a cell
+    bend = smooth_field(p.base, 1.0 / step, 2 * n, size, generator).view(n, 2, size, size)
+    warp = p.crack_warp * step * bend
+    y = coords.view(1, size, 1) + warp[:, 0]
+    x = coords.view(1, 1, size) + warp[:, 1]
+    row, column = torch.floor(y / step).long(), torch.floor(x / step).long()
+    images = torch.arange(n).view(n, 1, 1)
+    nearest = torch.full((n, size, size), float("inf"))
+    second = torch.full((n, size, size), float("inf"))
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            r, c = row + dy, column + dx
+            seed = seeds[images, r % cells, c % cells]  # (n, S, S, 2)
+            # the seed of a wrapped cell, moved next to the pixel
+            sy = seed[..., 0] + (r - r % cells) * step
+            sx = seed[..., 1] + (c - c % cells) * step
+            distance = torch.sqrt((y - sy) ** 2 + (x - sx) ** 2)
+            second = torch.minimum(second, torch.maximum(nearest, distance))
+            nearest = torch.minimum(nearest, distance)
+    # F2 - F1 is twice the distance to the edge between the two nearest cells
+    return torch.exp(-0.5 * ((second - nearest) / (2 * p.crack_width)) ** 2)
+
+
+def sample_rich_class(
+    p: RichTextureParameters, n: int, size: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``n`` images of one class of the rich model as an (n, 1, S, S) uint8 tensor."""
+    b = p.base
+    field = torch.sigmoid(b.gain * random_field(b, n, size, generator) + b.offset)
+    image = b.field_weight * field
+    if b.marks:
+        density = None
+        if p.clustering:
+            crowd = smooth_field(b, p.cluster_scale, n, size, generator)
+            density = torch.exp(p.clustering * crowd).flatten(1)
+        image = image + (1.0 - b.field_weight) * 3.0 * b.polarity * random_marks(
+            b, n, size, generator, density
+        )
+    if p.cells:
+        image = image + p.crack_weight * p.crack_polarity * crack_network(p, n, size, generator)
+    image = standardise(image)
+    if p.shading:
+        # illumination multiplies what the surface shows, on a positive scale
+        light = torch.exp(p.shading * smooth_field(b, p.shading_scale, n, size, generator))
+        image = standardise((image + 3.0) * light)
+    image = (image * b.contrast + b.mean).clamp(0.0, 1.0)
+    return (image * 255).round().to(torch.uint8).unsqueeze(1)
+
+
+def standardise(image: torch.Tensor) -> torch.Tensor:
+    """Each image to zero mean and unit standard deviation: (n, S, S)."""
+    flat = image.flatten(1)
+    n = len(image)
+    return (image - flat.mean(1).view(n, 1, 1)) / flat.std(1).clamp_min(1e-6).view(n, 1, 1)

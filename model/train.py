@@ -74,6 +74,7 @@ class TrainConfig:
     min_crop: float = 0.35  # views: smallest crop, as a fraction of the image area
     synthetic_classes: int = 0  # views, distill: procedural texture classes in every batch
     synthetic_per_class: int = 8  # views, distill: images of each synthetic class in a batch
+    synthetic_model: str = "basic"  # views, distill: texture model (``model.synthetic.MODELS``)
     views: str = "whole"  # how images are seen at inference (``model.networks.VIEWS``)
     center: bool = False  # subtract the training images' mean embedding at inference
     val_fraction: float = 0.2
@@ -173,6 +174,7 @@ def build_objective(
             config.mixup,
             config.synthetic_classes,
             config.synthetic_per_class,
+            config.synthetic_model,
         )
     if config.objective == "views":
         return ViewObjective(
@@ -189,6 +191,7 @@ def build_objective(
             embedding_dim,
             config.synthetic_classes,
             config.synthetic_per_class,
+            config.synthetic_model,
         )
     train_data = ClassTensors.from_files(train_files, size)
     val_data = ClassTensors.from_files(val_files, size)

@@ -4,6 +4,7 @@ Each row is one synthetic class (one random draw of the texture model's
 parameters), each column a new sample of it:
 
     python scripts/synthetic_montage.py --out docs/figures/synthetic-textures.png
+    python scripts/synthetic_montage.py --model rich --out docs/figures/synthetic-textures-rich.png
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model.synthetic import synthetic_batch
+from model.synthetic import MODELS, synthetic_batch
 
 
-def montage(classes: int, per_class: int, size: int, seed: int) -> Image.Image:
-    groups = synthetic_batch(classes, per_class, size, torch.Generator().manual_seed(seed))
+def montage(classes: int, per_class: int, size: int, seed: int, model: str) -> Image.Image:
+    groups = synthetic_batch(classes, per_class, size, torch.Generator().manual_seed(seed), model)
     gap = 4
     sheet = torch.full(
         (classes * (size + gap) - gap, per_class * (size + gap) - gap), 255, dtype=torch.uint8
@@ -39,8 +40,9 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=8)
     parser.add_argument("--per-class", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--model", choices=MODELS, default="basic", help="texture model")
     args = parser.parse_args()
-    image = montage(args.classes, args.per_class, 200, args.seed)
+    image = montage(args.classes, args.per_class, 200, args.seed, args.model)
     image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS).save(args.out)
     print(f"wrote {args.out}")
 

@@ -430,11 +430,12 @@ def test_inference_optimizations_keep_the_outputs(arch):
     assert torch.equal(StridedMaxPool2x2()(odd), torch.nn.MaxPool2d(2)(odd))
 
 
-def test_synthetic_classes_are_textures_whose_images_share_their_statistics():
+@pytest.mark.parametrize("texture_model", ["basic", "rich"])
+def test_synthetic_classes_are_textures_whose_images_share_their_statistics(texture_model):
     from model.synthetic import synthetic_batch
 
     def draw(seed: int) -> list[torch.Tensor]:
-        return synthetic_batch(6, 4, 64, torch.Generator().manual_seed(seed))
+        return synthetic_batch(6, 4, 64, torch.Generator().manual_seed(seed), texture_model)
 
     groups = draw(3)
     assert all(g.shape == (4, 1, 64, 64) and g.dtype == torch.uint8 for g in groups)
@@ -458,6 +459,24 @@ def test_synthetic_classes_are_textures_whose_images_share_their_statistics():
     assert (labels[distances.argmin(1)] == labels).float().mean() >= 0.8
 
 
+def test_crack_networks_are_thin_connected_cell_edges():
+    from dataclasses import replace
+
+    from model.synthetic import crack_network, draw_rich_parameters, synthetic_batch
+
+    generator = torch.Generator().manual_seed(0)
+    p = replace(draw_rich_parameters(generator), cells=25.0, crack_width=1.0, crack_warp=0.05)
+    edges = crack_network(p, 2, 200, generator)
+    assert edges.shape == (2, 200, 200) and float(edges.max()) <= 1.0
+    # thin lines: most of the image is far from an edge, yet every row and column
+    # of a 5x5 tessellation crosses several edges
+    assert float((edges < 0.1).float().mean()) > 0.7
+    on_edge = edges > 0.5
+    assert bool(on_edge.any(2).all()) and bool(on_edge.any(1).all())
+    with pytest.raises(ValueError, match="unknown synthetic texture model"):
+        synthetic_batch(1, 1, 64, generator, "fancy")
+
+
 def test_views_batches_add_new_synthetic_classes_after_the_real_ones():
     from model.data import list_class_images, split_per_class
     from model.objectives import ViewObjective
@@ -476,6 +495,7 @@ def test_views_batches_add_new_synthetic_classes_after_the_real_ones():
         torch.device("cpu"),
         synthetic_classes=3,
         synthetic_per_class=2,
+        synthetic_model="rich",
     )
     first, second = next(objective.train_batches()), next(objective.train_batches())
     views, instances, labels = first
