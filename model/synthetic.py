@@ -156,18 +156,44 @@ def random_marks(
     return marks.clamp(0.0, 1.5)
 
 
+def field_and_marks(
+    p: TextureParameters,
+    n: int,
+    size: int,
+    generator: torch.Generator,
+    clustering: float = 0.0,
+    cluster_scale: float = 0.0,
+) -> torch.Tensor:
+    """The class's field plus its marks, not yet standardised: (n, S, S).
+
+    With ``clustering`` > 0 the marks crowd where a smooth field of centre
+    frequency ``cluster_scale`` is high (the rich model); otherwise they are
+    placed uniformly.
+    """
+    field = torch.sigmoid(p.gain * random_field(p, n, size, generator) + p.offset)
+    image = p.field_weight * field
+    if p.marks:
+        density = None
+        if clustering:
+            crowd = smooth_field(p, cluster_scale, n, size, generator)
+            density = torch.exp(clustering * crowd).flatten(1)
+        image = image + (1.0 - p.field_weight) * 3.0 * p.polarity * random_marks(
+            p, n, size, generator, density
+        )
+    return image
+
+
+def to_uint8(image: torch.Tensor, p: TextureParameters) -> torch.Tensor:
+    """Standardised images at the class's brightness and contrast: (n, 1, S, S) uint8."""
+    image = (image * p.contrast + p.mean).clamp(0.0, 1.0)
+    return (image * 255).round().to(torch.uint8).unsqueeze(1)
+
+
 def sample_class(
     p: TextureParameters, n: int, size: int, generator: torch.Generator
 ) -> torch.Tensor:
     """``n`` images of one synthetic class as an (n, 1, S, S) uint8 tensor."""
-    field = torch.sigmoid(p.gain * random_field(p, n, size, generator) + p.offset)
-    image = p.field_weight * field
-    if p.marks:
-        image = image + (1.0 - p.field_weight) * 3.0 * p.polarity * random_marks(
-            p, n, size, generator
-        )
-    image = (standardise(image) * p.contrast + p.mean).clamp(0.0, 1.0)
-    return (image * 255).round().to(torch.uint8).unsqueeze(1)
+    return to_uint8(standardise(field_and_marks(p, n, size, generator)), p)
 
 
 def synthetic_batch(
@@ -302,16 +328,7 @@ def sample_rich_class(
 ) -> torch.Tensor:
     """``n`` images of one class of the rich model as an (n, 1, S, S) uint8 tensor."""
     b = p.base
-    field = torch.sigmoid(b.gain * random_field(b, n, size, generator) + b.offset)
-    image = b.field_weight * field
-    if b.marks:
-        density = None
-        if p.clustering:
-            crowd = smooth_field(b, p.cluster_scale, n, size, generator)
-            density = torch.exp(p.clustering * crowd).flatten(1)
-        image = image + (1.0 - b.field_weight) * 3.0 * b.polarity * random_marks(
-            b, n, size, generator, density
-        )
+    image = field_and_marks(b, n, size, generator, p.clustering, p.cluster_scale)
     if p.cells:
         image = image + p.crack_weight * p.crack_polarity * crack_network(p, n, size, generator)
     image = standardise(image)
@@ -319,8 +336,7 @@ def sample_rich_class(
         # illumination multiplies what the surface shows, on a positive scale
         light = torch.exp(p.shading * smooth_field(b, p.shading_scale, n, size, generator))
         image = standardise((image + 3.0) * light)
-    image = (image * b.contrast + b.mean).clamp(0.0, 1.0)
-    return (image * 255).round().to(torch.uint8).unsqueeze(1)
+    return to_uint8(image, b)
 
 
 def standardise(image: torch.Tensor) -> torch.Tensor:
