@@ -34,6 +34,7 @@ from core.queue import make_client
 from core.references import seed_from_folder
 from core.settings import Settings, settings_from_env, settings_to_env
 from core.tables import Inspection
+from worker.launch import STANDALONE, worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
@@ -131,21 +132,12 @@ class Line:
     def start(self) -> None:
         for i in range(self.scenario.processes):
             log = open(self.workdir / f"{self.scenario.name}-{i}.log", "ab")
-            argv = [
+            argv = worker_argv(
                 str(BIN / "celery"),
-                "-A",
-                "worker",
-                "worker",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "WARNING",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--hostname",
                 f"bench{i}-{uuid.uuid4().hex[:6]}@%h",
-            ]
+                loglevel="WARNING",
+                extra=(*STANDALONE, "--without-heartbeat"),
+            )
             self.workers.append(
                 subprocess.Popen(
                     argv,

@@ -159,6 +159,7 @@ def main() -> int:
     LOGS.mkdir(parents=True, exist_ok=True)
     from core.migrate import upgrade_to_head
     from core.settings import get_settings
+    from worker.launch import worker_argv
 
     settings = get_settings()
     children: list[subprocess.Popen] = []
@@ -169,24 +170,7 @@ def main() -> int:
         password = seed(settings)
         port = free_port(int(os.environ.get("ADMIN_PORT", "5000")))
         env = {**os.environ, "SECRET_KEY": settings.secret_key, "PYTHONUNBUFFERED": "1"}
-        children.append(
-            start(
-                "worker",
-                [
-                    str(BIN / "celery"),
-                    "-A",
-                    "worker",
-                    "worker",
-                    "--pool",
-                    "solo",
-                    "--loglevel",
-                    "INFO",
-                    "--hostname",
-                    "demo-worker@%h",
-                ],
-                env,
-            )
-        )
+        children.append(start("worker", worker_argv(str(BIN / "celery"), "demo-worker@%h"), env))
         children.append(
             start(
                 "admin",

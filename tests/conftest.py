@@ -28,6 +28,7 @@ from core.migrate import upgrade_to_head
 from core.references import seed_from_folder
 from core.settings import Settings, settings_from_env, settings_to_env
 from core.tables import Inspection
+from worker.launch import STANDALONE, worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
@@ -134,25 +135,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class WorkerProcess:
     """A real ``celery -A worker worker`` process, its log in a file."""
 
-    def __init__(self, settings: Settings, log_path: Path, extra_args: list[str] | None = None):
+    def __init__(self, settings: Settings, log_path: Path):
         self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
         self.log_path = log_path
         self.log = open(log_path, "ab")
-        argv = [
-            str(BIN / "celery"),
-            "-A",
-            "worker",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--hostname",
-            self.name,
-            "--without-gossip",
-            "--without-mingle",
-            *(extra_args or ["--pool", "solo"]),
-        ]
         self.process = subprocess.Popen(
-            argv,
+            worker_argv(str(BIN / "celery"), self.name, extra=STANDALONE),
             cwd=ROOT,
             env=settings_env(settings),
             stdout=self.log,
@@ -189,8 +177,8 @@ def start_worker(tmp_path: Path) -> Iterator:
     """Start real workers with given settings; all are stopped after the test."""
     workers: list[WorkerProcess] = []
 
-    def start(settings: Settings, extra_args: list[str] | None = None) -> WorkerProcess:
-        worker = WorkerProcess(settings, tmp_path / f"worker-{len(workers)}.log", extra_args)
+    def start(settings: Settings) -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"worker-{len(workers)}.log")
         workers.append(worker)
         worker.wait_ready()
         return worker
