@@ -13,7 +13,11 @@ several ways of viewing an image at inference:
 * ``native``: the image at the network's own input size (one pass; at 200x200,
   full resolution, for a ``texture_net --input-size 200`` student);
 
-joined with ``+`` (codes of all views averaged), optionally centred on the
+joined with ``+`` (codes of all views averaged); a suffix ``*N`` (N = 2, 4 or 8)
+also averages over N of the square's symmetries (``*2``: the identity and a
+mirror; ``*4``: the four quarter turns; ``*8``: all turns, mirrored and not), a
+test-time augmentation matching the rotations and flips the networks are
+trained with; optionally centred on the
 mean code of the fold's training images (``--center``, as ``train --center``
 does; the fold checkpoints themselves are trained without it), and optionally a
 hybrid with
@@ -78,12 +82,27 @@ def view_list(network: SiameseNetwork, x: torch.Tensor, name: str) -> list[torch
     return VIEWS[name](x)
 
 
+def symmetries(x: torch.Tensor, count: int) -> list[torch.Tensor]:
+    """``count`` of the square's eight symmetries applied to ``x`` (the first is the identity)."""
+    turns = [torch.rot90(x, k, dims=(-2, -1)) for k in range(4)]
+    if count == 2:
+        return [x, torch.flip(x, dims=(-1,))]
+    if count == 4:
+        return turns
+    if count == 8:
+        return turns + [torch.flip(t, dims=(-1,)) for t in turns]
+    raise ValueError(f"symmetries: count must be 2, 4 or 8, not {count}")
+
+
 @torch.inference_mode()
 def embed(network: SiameseNetwork, x: torch.Tensor, views: str) -> torch.Tensor:
+    views, _, count = views.partition("*")
     out = []
     for start in range(0, len(x), 32):
         batch = x[start : start + 32]
         parts = [v for name in views.split("+") for v in view_list(network, batch, name)]
+        if count:
+            parts = [s for v in parts for s in symmetries(v, int(count))]
         codes = torch.stack([network.forward_once(v) for v in parts]).mean(0)
         out.append(F.normalize(codes, dim=1))
     return torch.cat(out)
