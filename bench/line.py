@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -38,7 +37,6 @@ from worker.launch import STANDALONE, worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
-BIN = Path(sys.executable).parent
 
 
 @dataclass
@@ -133,7 +131,6 @@ class Line:
         for i in range(self.scenario.processes):
             log = open(self.workdir / f"{self.scenario.name}-{i}.log", "ab")
             argv = worker_argv(
-                str(BIN / "celery"),
                 f"bench{i}-{uuid.uuid4().hex[:6]}@%h",
                 loglevel="WARNING",
                 extra=(*STANDALONE, "--without-heartbeat"),

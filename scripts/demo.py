@@ -170,7 +170,7 @@ def main() -> int:
         password = seed(settings)
         port = free_port(int(os.environ.get("ADMIN_PORT", "5000")))
         env = {**os.environ, "SECRET_KEY": settings.secret_key, "PYTHONUNBUFFERED": "1"}
-        children.append(start("worker", worker_argv(str(BIN / "celery"), "demo-worker@%h"), env))
+        children.append(start("worker", worker_argv("demo-worker@%h"), env))
         children.append(
             start(
                 "admin",

@@ -84,9 +84,9 @@ def view_list(network: SiameseNetwork, x: torch.Tensor, name: str) -> list[torch
 
 def symmetries(x: torch.Tensor, count: int) -> list[torch.Tensor]:
     """``count`` of the square's eight symmetries applied to ``x`` (the first is the identity)."""
-    turns = [torch.rot90(x, k, dims=(-2, -1)) for k in range(4)]
     if count == 2:
         return [x, torch.flip(x, dims=(-1,))]
+    turns = [torch.rot90(x, k, dims=(-2, -1)) for k in range(4)]
     if count == 4:
         return turns
     if count == 8:

@@ -140,7 +140,7 @@ class WorkerProcess:
         self.log_path = log_path
         self.log = open(log_path, "ab")
         self.process = subprocess.Popen(
-            worker_argv(str(BIN / "celery"), self.name, extra=STANDALONE),
+            worker_argv(self.name, extra=STANDALONE),
             cwd=ROOT,
             env=settings_env(settings),
             stdout=self.log,

@@ -8,12 +8,9 @@ runs the same app with the same pool (the Celery app itself is configured in
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
-
-#: One process inspects one batch at a time: the model already uses the
-#: process's threads (MODEL_THREADS), and a solo pool loads it once, never
-#: across a fork (see docs: scaling means starting more worker processes).
-SOLO_POOL = ("--pool", "solo")
+from pathlib import Path
 
 #: For workers that never talk to each other: skip the start-up sync with
 #: other workers (mingle, which waits about a second for replies) and the
@@ -21,18 +18,17 @@ SOLO_POOL = ("--pool", "solo")
 STANDALONE = ("--without-gossip", "--without-mingle")
 
 
-def worker_argv(
-    celery: str,
-    hostname: str,
-    *,
-    loglevel: str = "INFO",
-    pool: Sequence[str] = SOLO_POOL,
-    extra: Sequence[str] = (),
-) -> list[str]:
-    """``celery -A worker worker`` with a node name (``%h`` is the host's name),
-    a log level, a pool and any ``extra`` options; ``celery`` is the executable."""
+def worker_argv(hostname: str, *, loglevel: str = "INFO", extra: Sequence[str] = ()) -> list[str]:
+    """``celery -A worker worker`` from this interpreter's environment, with a node
+    name (``%h`` is the host's name), a log level and any ``extra`` options.
+
+    The pool is solo: one process inspects one batch at a time with the model's
+    threads (MODEL_THREADS) and loads the model once, never across a fork; more
+    throughput means more worker processes (README, *Workers*).
+    """
+    celery = Path(sys.executable).parent / "celery"
     return [
-        celery,
+        str(celery),
         "-A",
         "worker",
         "worker",
@@ -40,6 +36,7 @@ def worker_argv(
         hostname,
         "--loglevel",
         loglevel,
-        *pool,
+        "--pool",
+        "solo",
         *extra,
     ]
