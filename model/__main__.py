@@ -128,6 +128,13 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         "blobs, spots, streaks) or rich (adds crack networks, clustered marks, shading)",
     )
     p.add_argument(
+        "--synthetic-backgrounds",
+        type=float,
+        default=0.0,
+        help="views, distill: the share of synthetic classes laid over real training images, "
+        "so that a class is a texture on any steel surface (0-1; default 0)",
+    )
+    p.add_argument(
         "--min-crop",
         type=float,
         default=0.35,
@@ -202,6 +209,7 @@ def run_train(args: argparse.Namespace) -> int:
         synthetic_classes=args.synthetic_classes,
         synthetic_per_class=args.synthetic_per_class,
         synthetic_model=args.synthetic_model,
+        synthetic_backgrounds=args.synthetic_backgrounds,
         views=args.views,
         center=args.center,
         val_fraction=args.val_fraction,

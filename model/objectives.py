@@ -34,7 +34,7 @@ from model.data import ClassTensors, PairDataset, augment_dihedral, load_tensors
 from model.lbp import uniform_lbp_histograms
 from model.losses import contrastive_loss, instance_and_class_loss, pair_distance
 from model.networks import SiameseNetwork
-from model.synthetic import synthetic_batch
+from model.synthetic import on_backgrounds, synthetic_batch
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -145,11 +145,13 @@ class ViewObjective(Objective):
         synthetic_classes: int = 0,
         synthetic_per_class: int = 8,
         synthetic_model: str = "basic",
+        synthetic_backgrounds: float = 0.0,
     ) -> None:
         self.train = [load_uint8(files) for files in train_files.values()]
         self.synthetic_classes = synthetic_classes
         self.synthetic_per_class = synthetic_per_class
         self.synthetic_model = synthetic_model
+        self.synthetic_backgrounds = synthetic_backgrounds
         self.val = [load_uint8(files) for files in val_files.values()]
         self.per_class = per_class
         self.temperature = temperature
@@ -191,12 +193,17 @@ class ViewObjective(Objective):
     def train_batches(self) -> Iterator[Batch]:
         for _ in range(self.steps):
             # new synthetic classes every batch: the network never sees one twice
-            synthetic = synthetic_batch(
-                self.synthetic_classes,
-                self.synthetic_per_class,
-                int(self.train[0].shape[-1]),  # the size of the real images
+            synthetic = on_backgrounds(
+                synthetic_batch(
+                    self.synthetic_classes,
+                    self.synthetic_per_class,
+                    int(self.train[0].shape[-1]),  # the size of the real images
+                    self.generator,
+                    self.synthetic_model,
+                ),
+                self.train,
+                self.synthetic_backgrounds,
                 self.generator,
-                self.synthetic_model,
             )
             yield self._batch(self.train, self.generator, self.per_class, synthetic)
 
@@ -269,6 +276,7 @@ class DistillObjective(Objective):
         synthetic_classes: int = 0,
         synthetic_per_class: int = 8,
         synthetic_model: str = "basic",
+        synthetic_backgrounds: float = 0.0,
     ) -> None:
         if not teacher.normalized:
             raise ValueError("the teacher must give unit embeddings")
@@ -282,6 +290,7 @@ class DistillObjective(Objective):
         self.synthetic_classes = synthetic_classes
         self.synthetic_per_class = synthetic_per_class
         self.synthetic_model = synthetic_model
+        self.synthetic_backgrounds = synthetic_backgrounds
         self.per_class = per_class
         self.device = device
         self.augmenter = ViewAugmenter(size=size, min_crop=min_crop)
@@ -306,12 +315,17 @@ class DistillObjective(Objective):
             if self.synthetic_classes:
                 # the teacher's codes of textures no training class has: the student
                 # learns the teacher's function off the training classes too
-                synthetic = synthetic_batch(
-                    self.synthetic_classes,
-                    self.synthetic_per_class,
-                    int(originals.shape[-1]),
+                synthetic = on_backgrounds(
+                    synthetic_batch(
+                        self.synthetic_classes,
+                        self.synthetic_per_class,
+                        int(originals.shape[-1]),
+                        self.generator,
+                        self.synthetic_model,
+                    ),
+                    self.train,
+                    self.synthetic_backgrounds,
                     self.generator,
-                    self.synthetic_model,
                 )
                 originals = torch.cat([originals, *synthetic])
             images = self.augmenter.views(originals, self.generator)

@@ -344,3 +344,48 @@ def standardise(image: torch.Tensor) -> torch.Tensor:
     flat = image.flatten(1)
     n = len(image)
     return (image - flat.mean(1).view(n, 1, 1)) / flat.std(1).clamp_min(1e-6).view(n, 1, 1)
+
+
+def on_backgrounds(
+    classes: list[torch.Tensor],
+    backgrounds: list[torch.Tensor],
+    fraction: float,
+    generator: torch.Generator,
+) -> list[torch.Tensor]:
+    """A ``fraction`` of the synthetic ``classes`` laid over real training images.
+
+    A defect is a texture on a steel surface, and two defect types on the same
+    kind of steel differ only in what lies over it. In a class chosen here
+    (each with probability ``fraction``) every image is its synthetic texture
+    plus a random real image of any training class, turned at random, at a
+    strength drawn once for the class (0.25-1 of the texture's own, both
+    standardised): the class is the texture, whatever surface it lies on, so the
+    network learns to tell textures apart through the surface beneath them.
+    The result keeps each synthetic image's own brightness and contrast.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"the fraction of classes on real backgrounds is {fraction}, not in 0-1")
+    if fraction == 0.0 or not classes:
+        return classes
+    pool = torch.cat(backgrounds)
+    laid = []
+    for images in classes:
+        if float(torch.rand((), generator=generator)) >= fraction:
+            laid.append(images)
+            continue
+        n, size = len(images), images.shape[-1]
+        real = pool[torch.randint(0, len(pool), (n,), generator=generator)].float()[:, 0]
+        if real.shape[-1] != size:
+            real = torch.nn.functional.interpolate(
+                real.unsqueeze(1), size=(size, size), mode="bilinear", antialias=True
+            )[:, 0]
+        real = torch.rot90(real, k=int(torch.randint(0, 4, (), generator=generator)), dims=(1, 2))
+        if float(torch.rand((), generator=generator)) < 0.5:
+            real = torch.flip(real, dims=(2,))
+        texture = images.float()[:, 0] / 255.0
+        flat = texture.flatten(1)
+        mean, spread = flat.mean(1).view(n, 1, 1), flat.std(1).view(n, 1, 1)
+        mixed = standardise(texture) + uniform(0.25, 1.0, generator) * standardise(real)
+        image = (standardise(mixed) * spread + mean).clamp(0.0, 1.0)
+        laid.append((image * 255).round().to(torch.uint8).unsqueeze(1))
+    return laid

@@ -75,6 +75,7 @@ class TrainConfig:
     synthetic_classes: int = 0  # views, distill: procedural texture classes in every batch
     synthetic_per_class: int = 8  # views, distill: images of each synthetic class in a batch
     synthetic_model: str = "basic"  # views, distill: texture model (``model.synthetic.MODELS``)
+    synthetic_backgrounds: float = 0.0  # views, distill: share of them laid over real images
     views: str = "whole"  # how images are seen at inference (``model.networks.VIEWS``)
     center: bool = False  # subtract the training images' mean embedding at inference
     val_fraction: float = 0.2
@@ -175,6 +176,7 @@ def build_objective(
             config.synthetic_classes,
             config.synthetic_per_class,
             config.synthetic_model,
+            config.synthetic_backgrounds,
         )
     if config.objective == "views":
         return ViewObjective(
@@ -192,6 +194,7 @@ def build_objective(
             config.synthetic_classes,
             config.synthetic_per_class,
             config.synthetic_model,
+            config.synthetic_backgrounds,
         )
     train_data = ClassTensors.from_files(train_files, size)
     val_data = ClassTensors.from_files(val_files, size)

@@ -477,6 +477,32 @@ def test_crack_networks_are_thin_connected_cell_edges():
         synthetic_batch(1, 1, 64, generator, "fancy")
 
 
+def test_synthetic_classes_can_lie_over_real_surfaces():
+    from model.objectives import load_uint8
+    from model.synthetic import on_backgrounds, synthetic_batch
+
+    backgrounds = [load_uint8(sorted((SAMPLE / name).glob("*.png"))) for name in ("patches",)]
+    classes = synthetic_batch(4, 3, 200, torch.Generator().manual_seed(0))
+    # off: the same tensors, and the generator untouched, so earlier commands remake
+    generator = torch.Generator().manual_seed(5)
+    assert on_backgrounds(classes, backgrounds, 0.0, generator) is classes
+    assert torch.equal(generator.get_state(), torch.Generator().manual_seed(5).get_state())
+    laid = on_backgrounds(classes, backgrounds, 1.0, torch.Generator().manual_seed(1))
+    assert [g.shape for g in laid] == [g.shape for g in classes]
+    assert all(g.dtype == torch.uint8 for g in laid)
+    for before, after in zip(classes, laid, strict=True):
+        # the real surface shows through, and each image keeps its brightness
+        assert not torch.equal(before, after)
+        mean_before = before.float().mean((1, 2, 3))
+        assert torch.allclose(after.float().mean((1, 2, 3)), mean_before, atol=12)
+        # the texture is still there: each laid image correlates with its own texture
+        a = before.float().flatten(1) - mean_before.view(-1, 1)
+        b = after.float().flatten(1) - after.float().mean((1, 2, 3)).view(-1, 1)
+        assert bool((torch.nn.functional.cosine_similarity(a, b, dim=1) > 0.5).all())
+    with pytest.raises(ValueError, match="not in 0-1"):
+        on_backgrounds(classes, backgrounds, 1.5, generator)
+
+
 def test_views_batches_add_new_synthetic_classes_after_the_real_ones():
     from model.data import list_class_images, split_per_class
     from model.objectives import ViewObjective
