@@ -34,7 +34,7 @@ from model.data import ClassTensors, PairDataset, augment_dihedral, load_tensors
 from model.lbp import uniform_lbp_histograms
 from model.losses import contrastive_loss, instance_and_class_loss, pair_distance
 from model.networks import SiameseNetwork
-from model.synthetic import on_backgrounds, synthetic_batch
+from model.synthetic import SyntheticClasses
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -148,10 +148,9 @@ class ViewObjective(Objective):
         synthetic_backgrounds: float = 0.0,
     ) -> None:
         self.train = [load_uint8(files) for files in train_files.values()]
-        self.synthetic_classes = synthetic_classes
-        self.synthetic_per_class = synthetic_per_class
-        self.synthetic_model = synthetic_model
-        self.synthetic_backgrounds = synthetic_backgrounds
+        self.synthetic = SyntheticClasses(
+            synthetic_classes, synthetic_per_class, synthetic_model, synthetic_backgrounds
+        )
         self.val = [load_uint8(files) for files in val_files.values()]
         self.per_class = per_class
         self.temperature = temperature
@@ -193,18 +192,8 @@ class ViewObjective(Objective):
     def train_batches(self) -> Iterator[Batch]:
         for _ in range(self.steps):
             # new synthetic classes every batch: the network never sees one twice
-            synthetic = on_backgrounds(
-                synthetic_batch(
-                    self.synthetic_classes,
-                    self.synthetic_per_class,
-                    int(self.train[0].shape[-1]),  # the size of the real images
-                    self.generator,
-                    self.synthetic_model,
-                ),
-                self.train,
-                self.synthetic_backgrounds,
-                self.generator,
-            )
+            size = int(self.train[0].shape[-1])  # the size of the real images
+            synthetic = self.synthetic.draw(size, self.generator, self.train)
             yield self._batch(self.train, self.generator, self.per_class, synthetic)
 
     def steps_per_epoch(self) -> int:
@@ -287,10 +276,9 @@ class DistillObjective(Objective):
         for parameter in self.teacher.parameters():
             parameter.requires_grad_(False)
         self.train = [load_uint8(files) for files in train_files.values()]
-        self.synthetic_classes = synthetic_classes
-        self.synthetic_per_class = synthetic_per_class
-        self.synthetic_model = synthetic_model
-        self.synthetic_backgrounds = synthetic_backgrounds
+        self.synthetic = SyntheticClasses(
+            synthetic_classes, synthetic_per_class, synthetic_model, synthetic_backgrounds
+        )
         self.per_class = per_class
         self.device = device
         self.augmenter = ViewAugmenter(size=size, min_crop=min_crop)
@@ -312,20 +300,11 @@ class DistillObjective(Objective):
     def train_batches(self) -> Iterator[Batch]:
         for _ in range(self.steps):
             originals, _ = pick_per_class(self.train, self.generator, self.per_class)
-            if self.synthetic_classes:
+            if self.synthetic.classes:
                 # the teacher's codes of textures no training class has: the student
                 # learns the teacher's function off the training classes too
-                synthetic = on_backgrounds(
-                    synthetic_batch(
-                        self.synthetic_classes,
-                        self.synthetic_per_class,
-                        int(originals.shape[-1]),
-                        self.generator,
-                        self.synthetic_model,
-                    ),
-                    self.train,
-                    self.synthetic_backgrounds,
-                    self.generator,
+                synthetic = self.synthetic.draw(
+                    int(originals.shape[-1]), self.generator, self.train
                 )
                 originals = torch.cat([originals, *synthetic])
             images = self.augmenter.views(originals, self.generator)

@@ -389,3 +389,22 @@ def on_backgrounds(
         image = (standardise(mixed) * spread + mean).clamp(0.0, 1.0)
         laid.append((image * 255).round().to(torch.uint8).unsqueeze(1))
     return laid
+
+
+@dataclass(frozen=True)
+class SyntheticClasses:
+    """The synthetic classes every training batch gets (the ``--synthetic-*`` options):
+    ``classes`` new ones of ``per_class`` images from texture ``model``, a
+    ``backgrounds`` fraction of them laid over real training images."""
+
+    classes: int = 0
+    per_class: int = 8
+    model: str = "basic"
+    backgrounds: float = 0.0
+
+    def draw(
+        self, size: int, generator: torch.Generator, real: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
+        """New classes of ``size``-pixel images (uint8, (per_class, 1, S, S) each)."""
+        textures = synthetic_batch(self.classes, self.per_class, size, generator, self.model)
+        return on_backgrounds(textures, real, self.backgrounds, generator)

@@ -25,6 +25,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from model.data import list_class_images
 from model.objectives import load_uint8
 from model.synthetic import MODELS, on_backgrounds, synthetic_batch
 
@@ -70,10 +71,8 @@ def main() -> None:
     args = parser.parse_args()
     backgrounds = None
     if args.backgrounds:
-        backgrounds = [
-            load_uint8(sorted((args.backgrounds / name).glob("*.png")))
-            for name in args.background_classes.split(",")
-        ]
+        files = list_class_images(args.backgrounds, args.background_classes.split(","))
+        backgrounds = [load_uint8(paths) for paths in files.values()]
     image = montage(args.classes, args.per_class, 200, args.seed, args.model, backgrounds)
     image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS).save(args.out)
     print(f"wrote {args.out}")
