@@ -141,6 +141,13 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         help="views: smallest random crop, as a fraction of the image area",
     )
     p.add_argument(
+        "--shading",
+        type=float,
+        default=0.0,
+        help="views, distill: light each training view unevenly, by a smooth random field "
+        "of up to exp(+-S) (default 0: evenly lit views)",
+    )
+    p.add_argument(
         "--views",
         choices=VIEWS,
         default="whole",
@@ -206,6 +213,7 @@ def run_train(args: argparse.Namespace) -> int:
         class_weight=args.class_weight,
         texture_weight=args.texture_weight,
         min_crop=args.min_crop,
+        shading=args.shading,
         synthetic_classes=args.synthetic_classes,
         synthetic_per_class=args.synthetic_per_class,
         synthetic_model=args.synthetic_model,

@@ -5,6 +5,9 @@ position of the defect, in orientation, and in sensor noise. Views are made
 from the 200x200 originals: a random square crop (a part of the surface at a
 larger scale), resized to the network's input, in any of the 8 orientations,
 with random gamma, contrast and brightness and a little Gaussian noise.
+Optionally (``shading``) the view is also lit unevenly: multiplied by a smooth
+random field, as NEU images of one class are lit brighter on one side or
+crossed by a darker band along the rolling direction.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class ViewAugmenter:
     contrast: tuple[float, float] = (0.6, 1.4)
     brightness: float = 0.15
     noise: float = 0.04
+    shading: float = 0.0  # largest log-strength of the smooth illumination field; 0: none
 
     def view(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One random view of a (1, H, W) uint8 image as a float (1, S, S) tensor in [-1, 1]."""
@@ -42,11 +46,20 @@ class ViewAugmenter:
         x = torch.rot90(x, k=int(torch.randint(0, 4, (), generator=generator)), dims=(1, 2))
         if float(torch.rand((), generator=generator)) < 0.5:
             x = torch.flip(x, dims=(2,))
+        if self.shading:  # off draws nothing, so earlier commands remake their checkpoints
+            x = x * self.illumination(generator, uniform(0.0, self.shading))
         x = x.clamp(0, 1) ** uniform(*self.gamma)
         mean = x.mean()
         x = (x - mean) * uniform(*self.contrast) + mean + uniform(-self.brightness, self.brightness)
         x = x + torch.randn(x.shape, generator=generator) * uniform(0.0, self.noise)
         return x.clamp(0, 1) * 2.0 - 1.0
+
+    def illumination(self, generator: torch.Generator, strength: float) -> torch.Tensor:
+        """A smooth positive (1, S, S) field: a 3x3 grid of random log-gains, upsampled
+        bicubically, so that the light varies over the view by up to exp(+-strength)."""
+        grid = torch.rand((1, 1, 3, 3), generator=generator) * 2.0 - 1.0
+        field = F.interpolate(grid, size=(self.size, self.size), mode="bicubic", align_corners=True)
+        return torch.exp(strength * field.clamp(-1.0, 1.0))[0]
 
     def views(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One view of each image in an (N, 1, H, W) uint8 batch: (N, 1, S, S)."""

@@ -146,6 +146,7 @@ class ViewObjective(Objective):
         synthetic_per_class: int = 8,
         synthetic_model: str = "basic",
         synthetic_backgrounds: float = 0.0,
+        shading: float = 0.0,
     ) -> None:
         self.train = [load_uint8(files) for files in train_files.values()]
         self.synthetic = SyntheticClasses(
@@ -157,7 +158,7 @@ class ViewObjective(Objective):
         self.class_weight = class_weight
         self.device = device
         self.seed = seed
-        self.augmenter = ViewAugmenter(size=size, min_crop=min_crop)
+        self.augmenter = ViewAugmenter(size=size, min_crop=min_crop, shading=shading)
         self.generator = torch.Generator().manual_seed(seed)
         self.steps = class_balanced_steps(self.train, per_class)
         self.texture_weight = texture_weight
@@ -266,6 +267,7 @@ class DistillObjective(Objective):
         synthetic_per_class: int = 8,
         synthetic_model: str = "basic",
         synthetic_backgrounds: float = 0.0,
+        shading: float = 0.0,
     ) -> None:
         if not teacher.normalized:
             raise ValueError("the teacher must give unit embeddings")
@@ -281,7 +283,7 @@ class DistillObjective(Objective):
         )
         self.per_class = per_class
         self.device = device
-        self.augmenter = ViewAugmenter(size=size, min_crop=min_crop)
+        self.augmenter = ViewAugmenter(size=size, min_crop=min_crop, shading=shading)
         self.generator = torch.Generator().manual_seed(seed)
         self.steps = class_balanced_steps(self.train, per_class)
         # Validation: the held-out images as they are, their teacher codes computed once.

@@ -72,6 +72,7 @@ class TrainConfig:
     class_weight: float = 1.0  # views: weight of the supervised term
     texture_weight: float = 0.0  # views: weight of predicting the views' LBP histograms
     min_crop: float = 0.35  # views: smallest crop, as a fraction of the image area
+    shading: float = 0.0  # views, distill: strength of random uneven lighting (0: none)
     synthetic_classes: int = 0  # views, distill: procedural texture classes in every batch
     synthetic_per_class: int = 8  # views, distill: images of each synthetic class in a batch
     synthetic_model: str = "basic"  # views, distill: texture model (``model.synthetic.MODELS``)
@@ -177,6 +178,7 @@ def build_objective(
             config.synthetic_per_class,
             config.synthetic_model,
             config.synthetic_backgrounds,
+            config.shading,
         )
     if config.objective == "views":
         return ViewObjective(
@@ -195,6 +197,7 @@ def build_objective(
             config.synthetic_per_class,
             config.synthetic_model,
             config.synthetic_backgrounds,
+            config.shading,
         )
     train_data = ClassTensors.from_files(train_files, size)
     val_data = ClassTensors.from_files(val_files, size)

@@ -503,6 +503,24 @@ def test_synthetic_classes_can_lie_over_real_surfaces():
         on_backgrounds(classes, backgrounds, 1.5, generator)
 
 
+def test_shading_lights_a_view_unevenly_and_off_draws_nothing():
+    from model.augment import ViewAugmenter
+
+    flat = torch.full((1, 200, 200), 128, dtype=torch.uint8)
+    # off (the default): an evenly grey surface stays evenly grey
+    plain = ViewAugmenter(size=100, noise=0.0)
+    assert float(plain.view(flat, torch.Generator().manual_seed(2)).std()) < 1e-6
+    # on: an evenly grey surface comes out lit unevenly, smoothly, within exp(+-strength)
+    field = ViewAugmenter(size=100, shading=0.5).illumination(torch.Generator().manual_seed(0), 0.5)
+    assert field.shape == (1, 100, 100)
+    assert float(field.min()) >= np.exp(-0.5) - 1e-5 and float(field.max()) <= np.exp(0.5) + 1e-5
+    assert float(field.max() / field.min()) > 1.1
+    assert float(field.diff(dim=1).abs().max()) < 0.05  # no edges: light, not texture
+    shaded = ViewAugmenter(size=100, noise=0.0, shading=0.5)
+    views = shaded.views(flat.expand(8, 1, 200, 200), torch.Generator().manual_seed(3))
+    assert float(views.flatten(1).std(dim=1).max()) > 0.02
+
+
 def test_views_batches_add_new_synthetic_classes_after_the_real_ones():
     from model.data import list_class_images, split_per_class
     from model.objectives import ViewObjective
