@@ -273,6 +273,13 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--episodes", type=int, default=1000)
     p.add_argument("--queries", type=int, default=5, help="queries per class per episode")
+    p.add_argument(
+        "--shots",
+        type=int,
+        default=1,
+        help="supports (references) per class in each episode; a query takes the class of "
+        "the nearest of them, as the service does (default 1: one-shot)",
+    )
     p.add_argument("--pairs", type=int, default=900)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -302,9 +309,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         args.pairs,
         args.seed,
         args.device,
+        args.shots,
     )
     protocol = {
         "episodes": args.episodes,
+        "shots": args.shots,
         "queries_per_class": args.queries,
         "pairs": args.pairs,
         "seed": args.seed,

@@ -39,10 +39,17 @@ class EpisodeResult:
     accuracy: Estimate
     classes: list[str]
     confusion: list[list[int]]  # rows: true class, columns: predicted
+    shots: int = 1  # references (supports) per class
+
+    @property
+    def name(self) -> str:
+        """``3-way one-shot``, ``3-way 3-shot`` ..."""
+        return f"{self.ways}-way {'one' if self.shots == 1 else self.shots}-shot"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ways": self.ways,
+            "shots": self.shots,
             "episodes": self.episodes,
             "queries_per_class": self.queries_per_class,
             "accuracy": self.accuracy.as_dict(),
@@ -88,16 +95,26 @@ def one_shot_episodes(
     episodes: int = 1000,
     queries_per_class: int = 5,
     seed: int = 0,
+    shots: int = 1,
 ) -> EpisodeResult:
     """N-way one-shot: each episode draws one support per class and up to
     ``queries_per_class`` other images per class as queries, and predicts each
-    query's class as that of its nearest support (Euclidean distance)."""
+    query's class as that of its nearest support (Euclidean distance).
+
+    With ``shots`` K > 1, K supports per class (K-shot), and a query takes the
+    class of the nearest of all supports: the rule the service applies to a
+    reference library holding K references per label. ``shots=1`` draws the
+    same episodes as before the option existed."""
     classes = list(embeddings)
     if len(classes) < 2:
         raise ValueError("one-shot episodes need at least 2 classes")
+    if shots < 1:
+        raise ValueError(f"shots must be at least 1, got {shots}")
     for name, codes in embeddings.items():
-        if len(codes) < 2:
-            raise ValueError(f"class {name!r} needs at least 2 images (a support and a query)")
+        if len(codes) < shots + 1:
+            raise ValueError(
+                f"class {name!r} needs at least {shots + 1} images ({shots} supports and a query)"
+            )
     rng = np.random.default_rng(seed)
     ways = len(classes)
     confusion = np.zeros((ways, ways), dtype=np.int64)
@@ -106,20 +123,26 @@ def one_shot_episodes(
         supports, queries, truth = [], [], []
         for c, name in enumerate(classes):
             codes = embeddings[name]
-            n_query = min(queries_per_class, len(codes) - 1)
-            picked = rng.choice(len(codes), size=1 + n_query, replace=False)
-            supports.append(codes[picked[0]])
-            queries.append(codes[picked[1:]])
+            n_query = min(queries_per_class, len(codes) - shots)
+            picked = rng.choice(len(codes), size=shots + n_query, replace=False)
+            supports.append(codes[picked[:shots]])
+            queries.append(codes[picked[shots:]])
             truth.extend([c] * n_query)
-        support = np.stack(supports)
+        support = np.concatenate(supports)  # class c's supports: rows c*shots ... c*shots+shots-1
         query = np.concatenate(queries)
         distances = ((query[:, None, :] - support[None, :, :]) ** 2).sum(axis=2)
-        predicted = distances.argmin(axis=1)
+        predicted = distances.argmin(axis=1) // shots
         truth_arr = np.asarray(truth)
         np.add.at(confusion, (truth_arr, predicted), 1)
         scores[e] = float((predicted == truth_arr).mean())
     return EpisodeResult(
-        ways, episodes, queries_per_class, normal_interval(scores), classes, confusion.tolist()
+        ways,
+        episodes,
+        queries_per_class,
+        normal_interval(scores),
+        classes,
+        confusion.tolist(),
+        shots,
     )
 
 

@@ -92,6 +92,7 @@ def evaluate_method(
     queries: int,
     pairs: int,
     seed: int,
+    shots: int = 1,
 ) -> MethodResult:
     codes = {c: np.asarray(embedder.embed(imgs), dtype=np.float32) for c, imgs in images.items()}
     threshold = getattr(embedder, "threshold", None)
@@ -100,7 +101,7 @@ def evaluate_method(
         name=name,
         arch=str(embedder.arch),
         source=source,
-        episodes=one_shot_episodes(codes, episodes, queries, seed),
+        episodes=one_shot_episodes(codes, episodes, queries, seed, shots),
         pairs=pair_verification(codes, threshold, pairs, seed),
         train_classes=list(meta.get("train_classes", [])),
     )
@@ -136,6 +137,7 @@ def run_evaluation(
     pairs: int,
     seed: int,
     device: str,
+    shots: int = 1,
 ) -> tuple[list[MethodResult], list[SupervisedResult]]:
     images = load_images(data, classes)
     methods: list[tuple[str, Any, str]] = []
@@ -147,7 +149,7 @@ def run_evaluation(
             raise ValueError(f"unknown baseline {baseline!r}; use {', '.join(BASELINES)}")
         methods.append((baseline, BASELINES[baseline](), "training-free"))
     results = [
-        evaluate_method(name, embedder, images, source, episodes, queries, pairs, seed)
+        evaluate_method(name, embedder, images, source, episodes, queries, pairs, seed, shots)
         for name, embedder, source in tqdm(methods, desc="evaluate", unit="method")
     ]
     supervised = []
@@ -160,11 +162,11 @@ def run_evaluation(
 def markdown_table(
     classes: list[str], results: list[MethodResult], supervised: list[SupervisedResult]
 ) -> str:
-    ways = len(classes)
+    episodes = results[0].episodes.name if results else f"{len(classes)}-way one-shot"
     lines = [
         f"Classes: {', '.join(classes)}. Mean [95% interval].",
         "",
-        f"| method | trained on | {ways}-way one-shot | pair acc. @ threshold "
+        f"| method | trained on | {episodes} | pair acc. @ threshold "
         "| pair acc. @ best | pair ROC AUC |",
         "|---|---|---|---|---|---|",
     ]
@@ -229,7 +231,7 @@ def save_figures(results: list[MethodResult], out: Path) -> list[Path]:
                 )
         ax.set_xlabel("predicted (nearest support)")
         ax.set_ylabel("true class")
-        ax.set_title(f"{r.name}: {r.episodes.ways}-way one-shot")
+        ax.set_title(f"{r.name}: {r.episodes.name}")
         fig.tight_layout()
         path = out / f"{slug}-confusion.png"
         fig.savefig(path, dpi=100)

@@ -61,6 +61,29 @@ def test_queries_never_include_the_support():
     assert sum(map(sum, result.confusion)) == 50 * 2  # one query per class per episode
 
 
+def test_k_shot_episodes_take_the_nearest_of_k_supports_per_class():
+    # one-shot is unchanged by the option: the same episodes, the same numbers
+    rng = np.random.default_rng(7)
+    codes = {f"c{k}": rng.normal(k * 0.7, 1.0, size=(40, 8)) for k in range(3)}
+    plain, one = (
+        one_shot_episodes(codes, 300, seed=3),
+        one_shot_episodes(codes, 300, seed=3, shots=1),
+    )
+    assert plain.as_dict() == one.as_dict() and plain.name == "3-way one-shot"
+    # a perfect embedder still scores 1.0; the supports are never queries
+    perfect = one_shot_episodes(perfect_embeddings(), episodes=200, seed=0, shots=5)
+    assert perfect.accuracy.mean == 1.0 and perfect.name == "3-way 5-shot"
+    assert sum(map(sum, perfect.confusion)) == 200 * 3 * 5
+    # three images of a class, two supports: one query left, and it is never a support
+    small = {"a": np.array([[0.0], [1.0], [100.0]]), "b": np.array([[50.0], [51.0], [52.0]])}
+    assert sum(map(sum, one_shot_episodes(small, 50, seed=0, shots=2).confusion)) == 50 * 2
+    # overlapping classes: more references per class find more queries' class
+    scores = [one_shot_episodes(codes, 1000, seed=3, shots=k).accuracy.mean for k in (1, 3, 5)]
+    assert scores[0] < scores[1] < scores[2]
+    with pytest.raises(ValueError, match="needs at least 6 images"):
+        one_shot_episodes(small, 10, shots=5)
+
+
 def test_pairs_are_half_same_class():
     result = pair_verification(perfect_embeddings(), threshold=None, pairs=400, seed=0)
     assert len(result.same_distances) == len(result.different_distances) == 200
@@ -111,6 +134,19 @@ def test_evaluate_command_writes_json_and_markdown(tmp_path):
         assert 0.0 <= row["pairs"]["roc_auc"]["mean"] <= 1.0
     assert "3-way one-shot" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "default-confusion.png").stat().st_size > 0
+
+
+def test_evaluate_command_takes_several_references_per_class(tmp_path):
+    command = [sys.executable, "-m", "model", "evaluate", "--data", str(SAMPLE)]
+    command += ["--classes", "crazing,pitted_surface,scratches", "--baseline", "pixels"]
+    command += ["--episodes", "40", "--pairs", "60", "--shots", "3", "--out", str(tmp_path)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert payload["protocol"]["shots"] == 3
+    episodes = payload["results"][0]["episodes"]
+    assert episodes["shots"] == 3 and sum(map(sum, episodes["confusion"])) == 40 * 3 * 5
+    assert "3-way 3-shot" in (tmp_path / "results.md").read_text()
 
 
 def test_compare_command_prints_score_call_and_nearest_references():
