@@ -503,7 +503,7 @@ def test_synthetic_classes_can_lie_over_real_surfaces():
         on_backgrounds(classes, backgrounds, 1.5, generator)
 
 
-def test_shading_lights_a_view_unevenly_and_off_draws_nothing():
+def test_shading_lights_a_view_unevenly_and_smoothly_and_off_leaves_it_even():
     from model.augment import ViewAugmenter
 
     flat = torch.full((1, 200, 200), 128, dtype=torch.uint8)
