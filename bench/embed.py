@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,3 +31,23 @@ def embed_throughput(
             embedder.embed(chunk)
             done += len(chunk)
     return done / (time.perf_counter() - start)
+
+
+def median_rates(
+    runs: Sequence[tuple[str, Embedder, int]],
+    images: Sequence[Image.Image],
+    seconds: float,
+    rounds: int,
+) -> list[float]:
+    """The median images per second of each (name, embedder, batch) over ``rounds``
+    rounds of ``seconds`` each, the runs taking turns within every round.
+
+    On a shared 2-core machine the speed of the whole machine drifts by tens of
+    percent within a minute; measured in turns, every model sees the same drift,
+    so the ratios between them hold even when the absolute rates move.
+    """
+    rates: list[list[float]] = [[] for _ in runs]
+    for _ in range(rounds):
+        for i, (_, embedder, batch) in enumerate(runs):
+            rates[i].append(embed_throughput(embedder, images, batch, seconds))
+    return [statistics.median(r) for r in rates]

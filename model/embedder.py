@@ -19,8 +19,14 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.pt"
 # (whole, and its quadrants at full resolution); about 40% of the default's
 # embeddings per second (docs/model.md).
 FIVE_VIEW_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("five-view.pt")
-# Largest forward pass; bigger inputs are embedded in chunks of this size.
-MAX_FORWARD_BATCH = 256
+# Largest forward pass; bigger inputs are embedded in chunks of this size. Passes
+# of 32 keep the largest feature map (the default model's first layer, 16x100x100
+# floats an image) near 20 MB; measured with `embed()` at batch 64, 2 threads,
+# models taking turns, two runs: the default model 877 and 843 images/s in passes
+# of 32 against 722 and 560 in one pass of 64, the paper network 597 and 577
+# against 535 and 481, the five-view model about level (230 and 204 against 233
+# and 217). Allocating and freeing the larger blocks is the likely cost.
+MAX_FORWARD_BATCH = 32
 
 
 def resolve_device(device: str) -> torch.device:

@@ -410,20 +410,32 @@ def test_torch_lbp_codes_match_scikit_image():
     assert all(torch.allclose(h.sum(1), torch.ones(2)) for h in histograms)
 
 
-@pytest.mark.parametrize("arch", ["compact_texture", "texture_net", "deshpande2020"])
-def test_inference_optimizations_keep_the_outputs(arch):
+@pytest.mark.parametrize(
+    ("arch", "kwargs"),
+    [
+        ("compact_texture", {}),
+        ("texture_net", {}),
+        ("texture_net", {"input_size": 200, "pool_max": True}),
+        ("deshpande2020", {}),
+    ],
+)
+def test_inference_optimizations_keep_the_outputs(arch, kwargs):
     import copy
 
-    from model.networks import StridedMaxPool2x2, optimize_for_inference
+    from model.networks import StridedMaxPool2x2, TextureNet, optimize_for_inference
 
     torch.manual_seed(0)
-    net = build_network(arch)
+    net = build_network(arch, **kwargs)
+    size = net.input_size
     net.train()
-    net.forward_once(torch.randn(8, 1, 100, 100))  # give batch norm running statistics
+    net.forward_once(torch.randn(8, 1, size, size))  # give batch norm running statistics
     net.eval()
     fast = optimize_for_inference(copy.deepcopy(net))
     assert not any(isinstance(m, torch.nn.BatchNorm2d | torch.nn.MaxPool2d) for m in fast.modules())
-    x = torch.randn(4, 1, 100, 100)
+    # the two-pass statistics replace torch.std at inference only
+    assert all(m.fast_statistics for m in fast.modules() if isinstance(m, TextureNet))
+    assert not any(m.fast_statistics for m in net.modules() if isinstance(m, TextureNet))
+    x = torch.randn(4, 1, size, size) * torch.rand(4, 1, 1, 1) + torch.rand(4, 1, 1, 1)
     with torch.inference_mode():
         assert torch.allclose(net.forward_once(x), fast.forward_once(x), atol=1e-5)
     odd = torch.randn(2, 3, 25, 25)
