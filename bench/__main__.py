@@ -260,8 +260,10 @@ def write_report(  # type: ignore[no-untyped-def]
         "",
         f"Workers (`celery -A worker worker --pool solo`) with the default model (or, where "
         f"named, an untrained paper network: same speed as a trained one) and "
-        f"{n_refs} references; the queue is filled while they run and the rate is read "
-        "from the rows committed between the 10th and 90th percentile of the run. Peak "
+        f"{n_refs} references; the queue is filled while the workers hold off (Celery's "
+        "remote control pauses their consumption, so the sender does not share the cores "
+        "with them), then they empty it, and the rate is read from the rows committed "
+        "between the 10th and 90th percentile of the run. Peak "
         "memory is each worker process's VmHWM.",
         "",
         "| scenario | batch size | images | images/s | peak RSS per process (MB) |",
@@ -356,8 +358,8 @@ def write_report(  # type: ignore[no-untyped-def]
             "160 MB dense layer. The default model looks at each image once (the five-view "
             "model five times): the less of a worker's time the model takes, the more "
             "decoding and the work for each message, which batching does not share, set the "
-            "end-to-end rate. On 2 cores, the second worker process shares them with Redis, "
-            "PostgreSQL and the benchmark's producer, so 2 processes cannot reach 2x one.",
+            "end-to-end rate. On 2 cores, the second worker process shares them with Redis "
+            "and PostgreSQL, so 2 processes can reach 2x one only where those two are idle.",
         ]
     if pages:
         lines += [

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -218,13 +217,31 @@ def warm_up(line: Line, payloads: list[tuple[str, bytes]]) -> None:
 
 
 def measure_throughput(line: Line, payloads: list[tuple[str, bytes]], count: int) -> LineResult:
-    """Fill the queue while the workers run, and time the steady middle of the run."""
+    """Fill the queue while the workers hold off, then time how fast they empty it
+    (the steady middle of the run).
+
+    Filling it while they ran timed the sender too, which shares the 2 cores
+    with the workers (on the 2026-12-01 machine, 2 processes: 221 images/s that
+    way, 256 this way). Celery's remote control pauses every worker's
+    consumption of the queue while it fills, and resumes it.
+    """
     camera = f"throughput-{uuid.uuid4().hex[:6]}"
     jobs = build_jobs(payloads, count, camera)
-    sender = threading.Thread(target=send_all, args=(line.settings, jobs))
-    sender.start()
+    client = make_client(line.settings)
+    try:
+        paused = client.control.cancel_consumer(QUEUE_NAME, reply=True, timeout=10)
+        if len(paused) < line.scenario.processes:
+            raise RuntimeError(
+                f"throughput: only {len(paused)} of {line.scenario.processes} workers paused"
+            )
+        try:
+            for job in jobs:
+                send_job(job, client)
+        finally:
+            client.control.add_consumer(QUEUE_NAME, reply=True, timeout=10)
+    finally:
+        client.close()
     rows = wait_rows(line.settings.database_url, camera, count, 900)
-    sender.join()
     if len(rows) < count:
         raise RuntimeError(f"throughput: only {len(rows)} of {count} rows")
     done = np.sort([p for _, p in rows])
