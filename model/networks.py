@@ -208,6 +208,7 @@ class TextureNet(SiameseNetwork):
         width: int = 32,
         input_size: int = 100,
         pool_max: bool = False,
+        fine_stage1: bool = False,
     ) -> None:
         super().__init__()
         if input_size not in (100, 200):
@@ -222,8 +223,16 @@ class TextureNet(SiameseNetwork):
         self.stem = nn.Sequential(
             _conv_bn(1, w // 2, stride=2), _conv_bn(w // 2, w, stride=second_stride)
         )
-        self.stage1 = nn.Sequential(nn.MaxPool2d(2), _conv_bn(w, w))  # 25x25
-        self.stage2 = nn.Sequential(nn.MaxPool2d(2), _conv_bn(w, 2 * w))  # 12x12
+        # ``fine_stage1`` moves the first max pool behind stage 1 and adds one before
+        # stage 3: stage 1 runs at 50x50, stage 2 at 25x25, stage 3 at 12x12, as the
+        # five-view model's quadrant views see an image, for about 1.5x the
+        # multiply-adds; the weights keep their names and shapes, so such a student
+        # still starts from its teacher.
+        self.fine_stage1 = fine_stage1
+        first_pool = nn.Identity() if fine_stage1 else nn.MaxPool2d(2)
+        self.stage1 = nn.Sequential(first_pool, _conv_bn(w, w))  # 25x25 (fine: 50x50)
+        self.stage2 = nn.Sequential(nn.MaxPool2d(2), _conv_bn(w, 2 * w))  # 12x12 (fine: 25x25)
+        self.stage3_pool = nn.Sequential(nn.MaxPool2d(2) if fine_stage1 else nn.Identity())
         self.stage3 = nn.Sequential(_conv_bn(2 * w, 4 * w), _conv_bn(4 * w, 4 * w))  # 12x12
         self.pool_max = pool_max
         pooled = (3 if pool_max else 2) * (w + 2 * w + 4 * w)
@@ -244,7 +253,7 @@ class TextureNet(SiameseNetwork):
             x = (x - flat.mean(1).view(-1, 1, 1, 1)) / (flat.std(1).view(-1, 1, 1, 1) + 1e-5)
         s1 = self.stage1(self.stem(x))
         s2 = self.stage2(s1)
-        s3 = self.stage3(s2)
+        s3 = self.stage3(self.stage3_pool(s2))
         return torch.cat(
             [mean_std_pool(s, self.pool_max, self.fast_statistics) for s in (s1, s2, s3)], dim=1
         )

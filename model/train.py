@@ -56,6 +56,7 @@ class TrainConfig:
     width: int | None = None  # channels of the first stage (compact_texture, texture_net)
     input_size: int | None = None  # texture_net: 100 (default) or 200 (full resolution)
     pool_max: bool = False  # texture_net: pool each feature map's maximum too
+    fine_stage1: bool = False  # texture_net: stage 1 at 50x50 (first pool moved behind it)
     # distill: the checkpoint(s) whose codes the student learns (several: their mean)
     teacher: list[Path] = field(default_factory=list)
     teacher_views: str = "whole+quadrants"  # distill: how the teacher looks at an image
@@ -308,6 +309,8 @@ def train(config: TrainConfig) -> TrainResult:
         kwargs["input_size"] = config.input_size
     if config.pool_max:
         kwargs["pool_max"] = True
+    if config.fine_stage1:
+        kwargs["fine_stage1"] = True
     if config.objective == "classify":
         kwargs["n_classes"] = len(config.train_classes)
     network = build_network(config.arch, **kwargs).to(device)

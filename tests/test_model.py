@@ -416,6 +416,7 @@ def test_torch_lbp_codes_match_scikit_image():
         ("compact_texture", {}),
         ("texture_net", {}),
         ("texture_net", {"input_size": 200, "pool_max": True}),
+        ("texture_net", {"input_size": 200, "fine_stage1": True}),
         ("deshpande2020", {}),
     ],
 )
@@ -440,6 +441,25 @@ def test_inference_optimizations_keep_the_outputs(arch, kwargs):
         assert torch.allclose(net.forward_once(x), fast.forward_once(x), atol=1e-5)
     odd = torch.randn(2, 3, 25, 25)
     assert torch.equal(StridedMaxPool2x2()(odd), torch.nn.MaxPool2d(2)(odd))
+
+
+def test_a_fine_first_stage_keeps_the_weights_and_doubles_its_resolution():
+    plain = build_network("texture_net", input_size=200)
+    fine = build_network("texture_net", input_size=200, fine_stage1=True)
+    # same weights by name and shape: a fine student starts from its teacher
+    assert {k: v.shape for k, v in plain.state_dict().items()} == {
+        k: v.shape for k, v in fine.state_dict().items()
+    }
+    fine.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 1, 200, 200)
+    with torch.no_grad():
+        s1 = fine.stage1(fine.stem(x))
+        s2 = fine.stage2(s1)
+        s3 = fine.stage3(fine.stage3_pool(s2))
+        plain_s1 = plain.stage1(plain.stem(x))
+    assert s1.shape[-1] == 50 and plain_s1.shape[-1] == 25
+    assert s2.shape[-1] == 25 and s3.shape[-1] == 12
+    assert fine.forward_once(x).shape == (2, 128)
 
 
 @pytest.mark.parametrize("texture_model", ["basic", "rich"])
