@@ -235,8 +235,7 @@ def measure_throughput(line: Line, payloads: list[tuple[str, bytes]], count: int
                 f"throughput: only {len(paused)} of {line.scenario.processes} workers paused"
             )
         try:
-            for job in jobs:
-                send_job(job, client)
+            send_all(line.settings, jobs)
         finally:
             client.control.add_consumer(QUEUE_NAME, reply=True, timeout=10)
     finally:
