@@ -228,10 +228,10 @@ class TextureNet(SiameseNetwork):
         # five-view model's quadrant views see an image, for about 1.5x the
         # multiply-adds; the weights keep their names and shapes, so such a student
         # still starts from its teacher.
-        self.fine_stage1 = fine_stage1
         first_pool = nn.Identity() if fine_stage1 else nn.MaxPool2d(2)
         self.stage1 = nn.Sequential(first_pool, _conv_bn(w, w))  # 25x25 (fine: 50x50)
         self.stage2 = nn.Sequential(nn.MaxPool2d(2), _conv_bn(w, 2 * w))  # 12x12 (fine: 25x25)
+        # a Sequential, so that optimize_for_inference's pool swap reaches its pool
         self.stage3_pool = nn.Sequential(nn.MaxPool2d(2) if fine_stage1 else nn.Identity())
         self.stage3 = nn.Sequential(_conv_bn(2 * w, 4 * w), _conv_bn(4 * w, 4 * w))  # 12x12
         self.pool_max = pool_max
