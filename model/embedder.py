@@ -16,7 +16,7 @@ from model.preprocess import to_model_batch
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.pt"
 # The default's teacher: the same kind of network looking at each image five times
-# (whole, and its quadrants at full resolution); about a quarter of the default's
+# (whole, and its quadrants at full resolution); about two fifths of the default's
 # embeddings per second at batch 64 (docs/model.md).
 FIVE_VIEW_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("five-view.pt")
 # Largest forward pass; bigger inputs are embedded in chunks of this size. Passes

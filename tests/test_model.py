@@ -98,7 +98,7 @@ def test_default_checkpoint_is_a_one_pass_student_of_the_five_view_model():
     assert (meta["views"], embedder.input_size, meta["arch_kwargs"]) == (
         "whole",
         200,
-        {"input_size": 200},
+        {"input_size": 200, "fine_stage1": True},  # first stage at 50x50 (thirteenth round)
     )
     assert meta["training"]["objective"] == "distill"
     assert "model/weights/five-view.pt" in meta["training"]["teacher"]
