@@ -147,6 +147,14 @@ def test_a_supervisor_works_the_site_in_a_browser(site, page, settings, screensh
     page.click("#add-reference")
     page.wait_for_selector(".flash.info")
     assert "Workers use it from their next batch" in page.inner_text(".flash.info")
+
+    def advice(label: str) -> str:
+        section = page.locator("section.reference-label", has=page.locator("h2", has_text=label))
+        return section.locator(".reference-advice").inner_text()
+
+    # labels with fewer than three active references advise adding more
+    assert advice("crazing").startswith("1 active reference:")
+    assert advice("pitted_surface").startswith("2 active references:")
     page.screenshot(path=str(screenshots / "references.png"), full_page=True)
     with session_scope(settings.database_url) as session:
         added = session.scalars(select(Reference).where(Reference.added_by == "alice")).all()
