@@ -39,6 +39,19 @@ def redis_answers(url: str) -> bool:
         return False
 
 
+def report_waiting_jobs(url: str) -> None:
+    """Say so when jobs from an earlier run still wait: the worker takes them first.
+
+    They are kept, not purged: a job in the queue is a camera's image that has no
+    result yet, and the system loses none (each job carries its image).
+    """
+    from core.jobs import QUEUE_NAME
+
+    waiting = int(redis.Redis.from_url(url).llen(QUEUE_NAME))
+    if waiting:
+        say(f"{waiting} job(s) from an earlier run wait in Redis; the worker inspects them first")
+
+
 def ensure_redis(url: str, children: list[subprocess.Popen]) -> None:
     """Use Redis at ``url``; start a local redis-server when none answers and we can."""
     if redis_answers(url):
@@ -165,6 +178,7 @@ def main() -> int:
     children: list[subprocess.Popen] = []
     try:
         ensure_redis(settings.redis_url, children)
+        report_waiting_jobs(settings.redis_url)
         upgrade_to_head(settings.database_url)
         say(f"database migrated: {settings.database_url}")
         password = seed(settings)
