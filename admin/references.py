@@ -28,7 +28,7 @@ bp = Blueprint("references", __name__, url_prefix="/references")
 # Below this many active references a label's section advises adding more:
 # measured in docs/model.md (*More than one reference per class*), three
 # references per defect type lift the default's 3-way accuracy on unseen
-# classes from 0.89 to 0.95, more than any model change has.
+# classes from 0.89 to 0.95.
 ADVISED_REFERENCES = 3
 
 
