@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from admin.db import get_celery_client, get_db
-from core.jobs import QUEUE_NAME
+from core.queue import queue_length
 from core.tables import Inspection, ModelVersion, utcnow
 
 bp = Blueprint("dashboard", __name__)
@@ -68,7 +68,7 @@ def line_status() -> dict[str, Any]:
     status: dict[str, Any] = {"queue": None, "workers": [], "error": None}
     try:
         client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
-        status["queue"] = int(client.llen(QUEUE_NAME))
+        status["queue"] = queue_length(client)
         status["unacked"] = int(client.hlen("unacked"))
         client.close()
         replies = get_celery_client().control.ping(timeout=1.0) or []

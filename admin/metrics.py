@@ -25,7 +25,7 @@ from prometheus_client import (
 
 from admin.db import get_db
 from admin.tokens import token_from_header
-from core.jobs import QUEUE_NAME
+from core.queue import queue_length
 
 bp = Blueprint("metrics", __name__)
 
@@ -54,7 +54,7 @@ def metrics() -> Any:
         client = redis.Redis.from_url(
             current_app.config["REDIS_URL"], socket_timeout=2, socket_connect_timeout=2
         )
-        QUEUE_LENGTH.set(client.llen(QUEUE_NAME))
+        QUEUE_LENGTH.set(queue_length(client))
         HELD.set(client.hlen("unacked"))
         client.close()
     except redis.RedisError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 from celery import Celery
 from kombu import Queue
 
@@ -40,6 +41,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "timezone": "UTC",
         "enable_utc": True,
     }
+
+
+def queue_length(client: redis.Redis) -> int:
+    """Jobs waiting in the queue (not those a worker holds unacknowledged).
+
+    Redis keeps the queue as one list named after it (one priority level, see
+    ``broker_transport_options`` above), so its length is the count.
+    """
+    return int(client.llen(QUEUE_NAME))
 
 
 def make_client(settings: Settings | None = None) -> Celery:

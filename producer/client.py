@@ -19,7 +19,7 @@ import redis
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from core.jobs import QUEUE_NAME, TASK_NAME, InspectJob
-from core.queue import make_client
+from core.queue import make_client, queue_length
 from core.settings import Settings, get_settings
 from producer.spool import Spool
 
@@ -151,7 +151,7 @@ class InspectionClient:
     # -- backpressure --------------------------------------------------------------
 
     def queue_length(self) -> int:
-        return int(self._redis.llen(QUEUE_NAME))
+        return queue_length(self._redis)
 
     def wait_for_room(self) -> None:
         """Wait while MAX_QUEUE_LENGTH or more jobs are queued.

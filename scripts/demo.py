@@ -45,9 +45,10 @@ def report_waiting_jobs(url: str) -> None:
     They are kept, not purged: a job in the queue is a camera's image that has no
     result yet, and the system loses none (each job carries its image).
     """
-    from core.jobs import QUEUE_NAME
+    from core.queue import queue_length
 
-    waiting = int(redis.Redis.from_url(url).llen(QUEUE_NAME))
+    with redis.Redis.from_url(url) as client:
+        waiting = queue_length(client)
     if waiting:
         say(f"{waiting} job(s) from an earlier run wait in Redis; the worker inspects them first")
 
