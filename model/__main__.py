@@ -68,6 +68,12 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         "see an image; about 1.5x the multiply-adds",
     )
     p.add_argument(
+        "--quadrant-codes",
+        action="store_true",
+        help="texture_net: pool the feature maps over the whole image and over each quadrant, "
+        "and average the five codes, as the five-view model averages its views (one pass)",
+    )
+    p.add_argument(
         "--teacher",
         type=Path,
         action="append",
@@ -206,6 +212,7 @@ def run_train(args: argparse.Namespace) -> int:
         input_size=args.input_size,
         pool_max=args.pool_max,
         fine_stage1=args.fine_stage1,
+        quadrant_codes=args.quadrant_codes,
         teacher=args.teacher,
         teacher_views=args.teacher_views,
         init_from_teacher=args.init_from_teacher,

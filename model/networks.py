@@ -164,6 +164,14 @@ def mean_std_pool(fmap: torch.Tensor, with_max: bool = False, fast: bool = False
     return torch.cat(stats, dim=1)
 
 
+def quadrants(fmap: torch.Tensor) -> list[torch.Tensor]:
+    """The four quadrants of every map of ``fmap`` (N, C, H, W); an odd side
+    splits one row or column off-centre (25 -> 12 + 13)."""
+    h, w = fmap.shape[2] // 2, fmap.shape[3] // 2
+    halves = (slice(0, h), slice(h, None)), (slice(0, w), slice(w, None))
+    return [fmap[..., rows, cols] for rows in halves[0] for cols in halves[1]]
+
+
 def spatial_mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean (N, C, 1, 1) and unbiased standard deviation (N, C) of every map of
     ``x`` (N, C, H, W), by two plain passes: the mean, then the squared deviations.
@@ -193,6 +201,12 @@ class TextureNet(SiameseNetwork):
     * With ``pool_max``, the maximum of every map is pooled too: a defect made of
       a few sparse marks (pits, inclusions) moves a map's maximum more than its
       mean or spread, which the rest of the surface dilutes.
+    * With ``quadrant_codes``, one pass gives five codes, not one: the maps'
+      statistics are pooled over the whole image and over each of its four
+      quadrants, each of the five goes through the head, and the five unit codes
+      are averaged and renormalised. That is how the five-view model combines
+      its views (whole + quadrants), so a student built so has its teacher's way
+      of combining parts; the head runs five times, the convolutions once.
     * The embedding is L2-normalised, for the cosine-style contrastive losses
       it is trained with; Euclidean distances then lie in [0, 2].
     """
@@ -209,6 +223,7 @@ class TextureNet(SiameseNetwork):
         input_size: int = 100,
         pool_max: bool = False,
         fine_stage1: bool = False,
+        quadrant_codes: bool = False,
     ) -> None:
         super().__init__()
         if input_size not in (100, 200):
@@ -235,6 +250,7 @@ class TextureNet(SiameseNetwork):
         self.stage3_pool = nn.Sequential(nn.MaxPool2d(2) if fine_stage1 else nn.Identity())
         self.stage3 = nn.Sequential(_conv_bn(2 * w, 4 * w), _conv_bn(4 * w, 4 * w))  # 12x12
         self.pool_max = pool_max
+        self.quadrant_codes = quadrant_codes
         pooled = (3 if pool_max else 2) * (w + 2 * w + 4 * w)
         self.head = nn.Sequential(
             nn.Linear(pooled, 4 * w),
@@ -254,12 +270,21 @@ class TextureNet(SiameseNetwork):
         s1 = self.stage1(self.stem(x))
         s2 = self.stage2(s1)
         s3 = self.stage3(self.stage3_pool(s2))
-        return torch.cat(
-            [mean_std_pool(s, self.pool_max, self.fast_statistics) for s in (s1, s2, s3)], dim=1
-        )
+
+        def pooled(fmap: torch.Tensor) -> torch.Tensor:
+            # with quadrant codes (5N, k): the whole image's rows, then each quadrant's
+            regions = [fmap, *quadrants(fmap)] if self.quadrant_codes else [fmap]
+            return torch.cat(
+                [mean_std_pool(r, self.pool_max, self.fast_statistics) for r in regions]
+            )
+
+        return torch.cat([pooled(s) for s in (s1, s2, s3)], dim=1)
 
     def forward_once(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.head(self.features(x)), dim=1)
+        codes = F.normalize(self.head(self.features(x)), dim=1)
+        if self.quadrant_codes:
+            codes = F.normalize(codes.view(5, x.shape[0], -1).mean(dim=0), dim=1)
+        return codes
 
 
 class MultiViewEmbedding(SiameseNetwork):

@@ -57,6 +57,7 @@ class TrainConfig:
     input_size: int | None = None  # texture_net: 100 (default) or 200 (full resolution)
     pool_max: bool = False  # texture_net: pool each feature map's maximum too
     fine_stage1: bool = False  # texture_net: stage 1 at 50x50 (first pool moved behind it)
+    quadrant_codes: bool = False  # texture_net: five codes from one pass (whole + quadrants)
     # distill: the checkpoint(s) whose codes the student learns (several: their mean)
     teacher: list[Path] = field(default_factory=list)
     teacher_views: str = "whole+quadrants"  # distill: how the teacher looks at an image
@@ -311,6 +312,8 @@ def train(config: TrainConfig) -> TrainResult:
         kwargs["pool_max"] = True
     if config.fine_stage1:
         kwargs["fine_stage1"] = True
+    if config.quadrant_codes:
+        kwargs["quadrant_codes"] = True
     if config.objective == "classify":
         kwargs["n_classes"] = len(config.train_classes)
     network = build_network(config.arch, **kwargs).to(device)

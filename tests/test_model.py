@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from model import DEFAULT_CHECKPOINT, load_embedder
@@ -417,6 +418,7 @@ def test_torch_lbp_codes_match_scikit_image():
         ("texture_net", {}),
         ("texture_net", {"input_size": 200, "pool_max": True}),
         ("texture_net", {"input_size": 200, "fine_stage1": True}),
+        ("texture_net", {"input_size": 200, "fine_stage1": True, "quadrant_codes": True}),
         ("deshpande2020", {}),
     ],
 )
@@ -460,6 +462,46 @@ def test_a_fine_first_stage_keeps_the_weights_and_doubles_its_resolution():
     assert s1.shape[-1] == 50 and plain_s1.shape[-1] == 25
     assert s2.shape[-1] == 25 and s3.shape[-1] == 12
     assert fine.forward_once(x).shape == (2, 128)
+
+
+def test_quadrant_codes_average_the_whole_image_and_its_quadrants_per_image():
+    from model.networks import mean_std_pool, quadrants
+
+    torch.manual_seed(0)
+    plain = build_network("texture_net", input_size=200, fine_stage1=True)
+    net = build_network("texture_net", input_size=200, fine_stage1=True, quadrant_codes=True)
+    # the same weights: a quadrant-code student starts from its teacher too
+    net.load_state_dict(plain.state_dict())
+    net.train()
+    net.forward_once(torch.randn(8, 1, 200, 200))  # batch norm statistics
+    net.eval()
+    plain.load_state_dict(net.state_dict())
+    plain.eval()
+    odd = torch.arange(2 * 25 * 25.0).view(1, 2, 25, 25)
+    assert [q.shape[-2:] for q in quadrants(odd)] == [(12, 12), (12, 13), (13, 12), (13, 13)]
+    assert sum(float(q.sum()) for q in quadrants(odd)) == float(odd.sum())  # a partition
+    # textures that differ between quadrants: fine noise on the left, coarse on the right
+    x = torch.randn(3, 1, 200, 200) * torch.rand(3, 1, 1, 1)
+    x[..., 100:] = F.interpolate(x[..., :50, :25], size=(200, 100), mode="nearest")
+    with torch.inference_mode():
+        batch = net.forward_once(x)
+        # each image's code is its own: the five codes of one image are averaged,
+        # never codes of different images in the batch
+        alone = torch.cat([net.forward_once(x[i : i + 1]) for i in range(3)])
+        assert torch.allclose(batch, alone, atol=1e-6)
+        assert torch.allclose(batch.norm(dim=1), torch.ones(3))
+        # the average of five codes: the whole image's and each quadrant's, from
+        # the maps of one pass
+        flat = x.flatten(1)
+        standard = (x - flat.mean(1).view(-1, 1, 1, 1)) / (flat.std(1).view(-1, 1, 1, 1) + 1e-5)
+        s1 = plain.stage1(plain.stem(standard))
+        s2 = plain.stage2(s1)
+        maps = (s1, s2, plain.stage3(plain.stage3_pool(s2)))
+        codes = [
+            F.normalize(plain.head(torch.cat([mean_std_pool(region(m)) for m in maps], 1)), dim=1)
+            for region in [lambda m: m] + [lambda m, q=q: quadrants(m)[q] for q in range(4)]
+        ]
+        assert torch.allclose(batch, F.normalize(sum(codes), dim=1), atol=1e-6)
 
 
 @pytest.mark.parametrize("texture_model", ["basic", "rich"])
