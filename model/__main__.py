@@ -161,6 +161,13 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         "of up to exp(+-S) (default 0: evenly lit views)",
     )
     p.add_argument(
+        "--local-views",
+        type=int,
+        default=0,
+        help="views: N small views of each training image besides the two large ones "
+        "(crops of 6-25%% of its area at half the input size; multi-crop; default 0)",
+    )
+    p.add_argument(
         "--views",
         choices=VIEWS,
         default="whole",
@@ -229,6 +236,7 @@ def run_train(args: argparse.Namespace) -> int:
         texture_weight=args.texture_weight,
         min_crop=args.min_crop,
         shading=args.shading,
+        local_views=args.local_views,
         synthetic_classes=args.synthetic_classes,
         synthetic_per_class=args.synthetic_per_class,
         synthetic_model=args.synthetic_model,

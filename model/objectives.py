@@ -147,6 +147,7 @@ class ViewObjective(Objective):
         synthetic_model: str = "basic",
         synthetic_backgrounds: float = 0.0,
         shading: float = 0.0,
+        local_views: int = 0,
     ) -> None:
         self.train = [load_uint8(files) for files in train_files.values()]
         self.synthetic = SyntheticClasses(
@@ -159,6 +160,15 @@ class ViewObjective(Objective):
         self.device = device
         self.seed = seed
         self.augmenter = ViewAugmenter(size=size, min_crop=min_crop, shading=shading)
+        # Multi-crop (Caron et al., "Unsupervised learning of visual features by
+        # contrasting cluster assignments", 2020): small views of 6-25% of the image
+        # at half the input size, so at 0.5-1.0 of full resolution, the scales of the
+        # five-view model's whole and quadrant views; each is one more positive of
+        # its image and its class, for about a quarter of a large view's cost.
+        self.local_views = local_views
+        self.local_augmenter = ViewAugmenter(
+            size=size // 2, min_crop=0.06, max_crop=0.25, shading=shading
+        )
         self.generator = torch.Generator().manual_seed(seed)
         self.steps = class_balanced_steps(self.train, per_class)
         self.texture_weight = texture_weight
@@ -178,6 +188,7 @@ class ViewObjective(Objective):
         generator: torch.Generator,
         per_class: int | None,
         synthetic: list[torch.Tensor] | None = None,
+        local: bool = False,
     ) -> Batch:
         stack, classes = pick_per_class(groups, generator, per_class)
         if synthetic:
@@ -188,14 +199,20 @@ class ViewObjective(Objective):
             [self.augmenter.views(stack, generator), self.augmenter.views(stack, generator)]
         )
         n = len(stack)
-        return views, torch.arange(n).repeat(2), torch.tensor(classes).repeat(2)
+        batch = views, torch.arange(n).repeat(2), torch.tensor(classes).repeat(2)
+        if local and self.local_views:
+            # drawn after the large views, so commands without them draw as before
+            small = [self.local_augmenter.views(stack, generator) for _ in range(self.local_views)]
+            k = self.local_views
+            batch += (torch.cat(small), torch.arange(n).repeat(k), torch.tensor(classes).repeat(k))
+        return batch
 
     def train_batches(self) -> Iterator[Batch]:
         for _ in range(self.steps):
             # new synthetic classes every batch: the network never sees one twice
             size = int(self.train[0].shape[-1])  # the size of the real images
             synthetic = self.synthetic.draw(size, self.generator, self.train)
-            yield self._batch(self.train, self.generator, self.per_class, synthetic)
+            yield self._batch(self.train, self.generator, self.per_class, synthetic, local=True)
 
     def steps_per_epoch(self) -> int:
         return self.steps
@@ -213,10 +230,18 @@ class ViewObjective(Objective):
         return [] if self.texture_head is None else list(self.texture_head.parameters())
 
     def loss(self, network: SiameseNetwork, batch: Batch) -> torch.Tensor:
-        views, instances, classes = (t.to(self.device) for t in batch)
+        views, instances, classes, *local = (t.to(self.device) for t in batch)
         codes = network.forward_once(views)
+        if local:
+            # the small views go through the network apart: one size per pass
+            small, small_instances, small_classes = local
+            all_codes = torch.cat([codes, network.forward_once(small)])
+            instances = torch.cat([instances, small_instances])
+            classes = torch.cat([classes, small_classes])
+        else:
+            all_codes = codes
         loss = instance_and_class_loss(
-            codes, instances, classes, self.temperature, self.class_weight
+            all_codes, instances, classes, self.temperature, self.class_weight
         )
         if self.texture_head is not None:
             # Contrast between three classes keeps what tells them apart and may drop

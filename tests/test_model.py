@@ -626,6 +626,49 @@ def test_views_batches_add_new_synthetic_classes_after_the_real_ones():
     assert set(next(objective.val_batches())[2].tolist()) == {0, 1}
 
 
+def test_local_views_add_small_positives_of_each_image_after_the_large_views():
+    from model.augment import ViewAugmenter
+    from model.data import list_class_images, split_per_class
+    from model.networks import build_network
+    from model.objectives import ViewObjective
+
+    train_files, val_files = split_per_class(
+        list_class_images(SAMPLE, ["inclusion", "patches"]), 0.2, 0
+    )
+
+    def objective(local_views: int) -> ViewObjective:
+        args = (train_files, val_files, 100, 4, 0.1, 1.0, 0.35, 0, torch.device("cpu"))
+        return ViewObjective(
+            *args, synthetic_classes=1, synthetic_per_class=2, local_views=local_views
+        )
+
+    batch = next(objective(3).train_batches())
+    views, instances, labels, small, small_instances, small_labels = batch
+    # 4 images of each real class and 2 synthetic ones: two large views, three small
+    assert views.shape == (2 * 10, 1, 100, 100) and small.shape == (3 * 10, 1, 50, 50)
+    assert torch.equal(instances, torch.arange(10).repeat(2))
+    assert torch.equal(small_instances, torch.arange(10).repeat(3))
+    assert torch.equal(small_labels, labels[:10].repeat(3))
+    assert small.min() >= -1.0 and small.max() <= 1.0
+    # the large views are drawn first, as without small ones; validation has none
+    assert torch.equal(views, next(objective(0).train_batches())[0])
+    assert len(next(objective(3).val_batches())) == 3
+    network = build_network("texture_net")
+    loss = objective(3).loss(network, batch)
+    assert loss.isfinite() and loss.requires_grad
+    # a small view is a crop of 6-25% of the image's area: 49-100 of its 200 columns
+    image = torch.arange(200.0).repeat(200, 1).to(torch.uint8)[None]  # pixel = its column
+    plain = {"noise": 0.0, "gamma": (1.0, 1.0), "contrast": (1.0, 1.0), "brightness": 0.0}
+    local = objective(3).local_augmenter
+    local = ViewAugmenter(
+        size=local.size, min_crop=local.min_crop, max_crop=local.max_crop, **plain
+    )
+    for seed in range(20):
+        crop = local.view(image, torch.Generator().manual_seed(seed))
+        columns = (crop.max() - crop.min()) / 2 * 255  # back to pixel values
+        assert crop.shape == (1, 50, 50) and 45 < columns < 100
+
+
 def test_distillation_batches_can_add_synthetic_textures_with_the_teachers_codes(tmp_path):
     objective, teacher = sample_distillation(
         tmp_path, per_class=2, synthetic_classes=2, synthetic_per_class=3
