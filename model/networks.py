@@ -259,7 +259,8 @@ class TextureNet(SiameseNetwork):
             nn.Linear(4 * w, embedding_dim),
         )
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def feature_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The maps after each of the three stages, whose statistics are pooled."""
         if self.fast_statistics:
             # x has one channel, so the statistics of its map are the image's
             mean, std = spatial_mean_std(x)
@@ -269,8 +270,9 @@ class TextureNet(SiameseNetwork):
             x = (x - flat.mean(1).view(-1, 1, 1, 1)) / (flat.std(1).view(-1, 1, 1, 1) + 1e-5)
         s1 = self.stage1(self.stem(x))
         s2 = self.stage2(s1)
-        s3 = self.stage3(self.stage3_pool(s2))
+        return s1, s2, self.stage3(self.stage3_pool(s2))
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         def pooled(fmap: torch.Tensor) -> torch.Tensor:
             # with quadrant codes (5N, k): the whole image's rows, then each quadrant's
             regions = [fmap, *quadrants(fmap)] if self.quadrant_codes else [fmap]
@@ -278,7 +280,7 @@ class TextureNet(SiameseNetwork):
                 [mean_std_pool(r, self.pool_max, self.fast_statistics) for r in regions]
             )
 
-        return torch.cat([pooled(s) for s in (s1, s2, s3)], dim=1)
+        return torch.cat([pooled(s) for s in self.feature_maps(x)], dim=1)
 
     def forward_once(self, x: torch.Tensor) -> torch.Tensor:
         codes = F.normalize(self.head(self.features(x)), dim=1)

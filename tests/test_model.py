@@ -455,10 +455,8 @@ def test_a_fine_first_stage_keeps_the_weights_and_doubles_its_resolution():
     fine.load_state_dict(plain.state_dict())
     x = torch.randn(2, 1, 200, 200)
     with torch.no_grad():
-        s1 = fine.stage1(fine.stem(x))
-        s2 = fine.stage2(s1)
-        s3 = fine.stage3(fine.stage3_pool(s2))
-        plain_s1 = plain.stage1(plain.stem(x))
+        s1, s2, s3 = fine.feature_maps(x)
+        plain_s1 = plain.feature_maps(x)[0]
     assert s1.shape[-1] == 50 and plain_s1.shape[-1] == 25
     assert s2.shape[-1] == 25 and s3.shape[-1] == 12
     assert fine.forward_once(x).shape == (2, 128)
@@ -492,11 +490,7 @@ def test_quadrant_codes_average_the_whole_image_and_its_quadrants_per_image():
         assert torch.allclose(batch.norm(dim=1), torch.ones(3))
         # the average of five codes: the whole image's and each quadrant's, from
         # the maps of one pass
-        flat = x.flatten(1)
-        standard = (x - flat.mean(1).view(-1, 1, 1, 1)) / (flat.std(1).view(-1, 1, 1, 1) + 1e-5)
-        s1 = plain.stage1(plain.stem(standard))
-        s2 = plain.stage2(s1)
-        maps = (s1, s2, plain.stage3(plain.stage3_pool(s2)))
+        maps = plain.feature_maps(x)
         codes = [
             F.normalize(plain.head(torch.cat([mean_std_pool(region(m)) for m in maps], 1)), dim=1)
             for region in [lambda m: m] + [lambda m, q=q: quadrants(m)[q] for q in range(4)]
@@ -642,7 +636,8 @@ def test_local_views_add_small_positives_of_each_image_after_the_large_views():
             *args, synthetic_classes=1, synthetic_per_class=2, local_views=local_views
         )
 
-    batch = next(objective(3).train_batches())
+    with_small = objective(3)
+    batch = next(with_small.train_batches())
     views, instances, labels, small, small_instances, small_labels = batch
     # 4 images of each real class and 2 synthetic ones: two large views, three small
     assert views.shape == (2 * 10, 1, 100, 100) and small.shape == (3 * 10, 1, 50, 50)
@@ -652,14 +647,14 @@ def test_local_views_add_small_positives_of_each_image_after_the_large_views():
     assert small.min() >= -1.0 and small.max() <= 1.0
     # the large views are drawn first, as without small ones; validation has none
     assert torch.equal(views, next(objective(0).train_batches())[0])
-    assert len(next(objective(3).val_batches())) == 3
+    assert len(next(with_small.val_batches())) == 3
     network = build_network("texture_net")
-    loss = objective(3).loss(network, batch)
+    loss = with_small.loss(network, batch)
     assert loss.isfinite() and loss.requires_grad
     # a small view is a crop of 6-25% of the image's area: 49-100 of its 200 columns
     image = torch.arange(200.0).repeat(200, 1).to(torch.uint8)[None]  # pixel = its column
     plain = {"noise": 0.0, "gamma": (1.0, 1.0), "contrast": (1.0, 1.0), "brightness": 0.0}
-    local = objective(3).local_augmenter
+    local = with_small.local_augmenter
     local = ViewAugmenter(
         size=local.size, min_crop=local.min_crop, max_crop=local.max_crop, **plain
     )
