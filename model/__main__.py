@@ -161,6 +161,13 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         "of up to exp(+-S) (default 0: evenly lit views)",
     )
     p.add_argument(
+        "--blur",
+        type=float,
+        default=0.0,
+        help="views, distill: blur each training view by a Gaussian of random sigma up to "
+        "B pixels of the view, as if out of focus (default 0: sharp views)",
+    )
+    p.add_argument(
         "--local-views",
         type=int,
         default=0,
@@ -236,6 +243,7 @@ def run_train(args: argparse.Namespace) -> int:
         texture_weight=args.texture_weight,
         min_crop=args.min_crop,
         shading=args.shading,
+        blur=args.blur,
         local_views=args.local_views,
         synthetic_classes=args.synthetic_classes,
         synthetic_per_class=args.synthetic_per_class,

@@ -7,7 +7,9 @@ larger scale), resized to the network's input, in any of the 8 orientations,
 with random gamma, contrast and brightness and a little Gaussian noise.
 Optionally (``shading``) the view is also lit unevenly: multiplied by a smooth
 random field, as NEU images of one class are lit brighter on one side or
-crossed by a darker band along the rolling direction.
+crossed by a darker band along the rolling direction. Optionally (``blur``)
+the view is defocused by a Gaussian of random width, as some NEU images are
+softer than others of their class.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class ViewAugmenter:
     brightness: float = 0.15
     noise: float = 0.04
     shading: float = 0.0  # largest log-strength of the smooth illumination field; 0: none
+    blur: float = 0.0  # largest Gaussian blur sigma, in pixels of the view; 0: none
 
     def view(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One random view of a (1, H, W) uint8 image as a float (1, S, S) tensor in [-1, 1]."""
@@ -44,6 +47,8 @@ class ViewAugmenter:
         x = F.interpolate(
             crop, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
         )[0]
+        if self.blur:  # off draws nothing, so earlier commands remake their checkpoints
+            x = gaussian_blur(x, uniform(0.0, self.blur))
         x = torch.rot90(x, k=int(torch.randint(0, 4, (), generator=generator)), dims=(1, 2))
         if float(torch.rand((), generator=generator)) < 0.5:
             x = torch.flip(x, dims=(2,))
@@ -65,3 +70,17 @@ class ViewAugmenter:
     def views(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One view of each image in an (N, 1, H, W) uint8 batch: (N, 1, S, S)."""
         return torch.stack([self.view(image, generator) for image in images])
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A (1, S, S) image blurred by a Gaussian of ``sigma`` pixels (separable,
+    edges reflected); below a tenth of a pixel it is returned as it is."""
+    if sigma < 0.1:
+        return x
+    radius = max(1, round(3.0 * sigma))
+    taps = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    y = F.pad(x.unsqueeze(0), (radius, radius, radius, radius), mode="reflect")
+    y = F.conv2d(y, kernel.view(1, 1, 1, -1))
+    return F.conv2d(y, kernel.view(1, 1, -1, 1))[0]

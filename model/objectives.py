@@ -148,6 +148,7 @@ class ViewObjective(Objective):
         synthetic_backgrounds: float = 0.0,
         shading: float = 0.0,
         local_views: int = 0,
+        blur: float = 0.0,
     ) -> None:
         self.train = [load_uint8(files) for files in train_files.values()]
         self.synthetic = SyntheticClasses(
@@ -159,7 +160,7 @@ class ViewObjective(Objective):
         self.class_weight = class_weight
         self.device = device
         self.seed = seed
-        self.augmenter = ViewAugmenter(size=size, min_crop=min_crop, shading=shading)
+        self.augmenter = ViewAugmenter(size=size, min_crop=min_crop, shading=shading, blur=blur)
         # Multi-crop (Caron et al., "Unsupervised learning of visual features by
         # contrasting cluster assignments", 2020): small views of 6-25% of the image
         # at half the input size, so at 0.5-1.0 of full resolution, the scales of the
@@ -167,7 +168,7 @@ class ViewObjective(Objective):
         # its image and its class, for about a quarter of a large view's cost.
         self.local_views = local_views
         self.local_augmenter = ViewAugmenter(
-            size=size // 2, min_crop=0.06, max_crop=0.25, shading=shading
+            size=size // 2, min_crop=0.06, max_crop=0.25, shading=shading, blur=blur
         )
         self.generator = torch.Generator().manual_seed(seed)
         self.steps = class_balanced_steps(self.train, per_class)
@@ -293,6 +294,7 @@ class DistillObjective(Objective):
         synthetic_model: str = "basic",
         synthetic_backgrounds: float = 0.0,
         shading: float = 0.0,
+        blur: float = 0.0,
     ) -> None:
         if not teacher.normalized:
             raise ValueError("the teacher must give unit embeddings")
@@ -308,7 +310,7 @@ class DistillObjective(Objective):
         )
         self.per_class = per_class
         self.device = device
-        self.augmenter = ViewAugmenter(size=size, min_crop=min_crop, shading=shading)
+        self.augmenter = ViewAugmenter(size=size, min_crop=min_crop, shading=shading, blur=blur)
         self.generator = torch.Generator().manual_seed(seed)
         self.steps = class_balanced_steps(self.train, per_class)
         # Validation: the held-out images as they are, their teacher codes computed once.

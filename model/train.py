@@ -75,6 +75,7 @@ class TrainConfig:
     texture_weight: float = 0.0  # views: weight of predicting the views' LBP histograms
     min_crop: float = 0.35  # views: smallest crop, as a fraction of the image area
     shading: float = 0.0  # views, distill: strength of random uneven lighting (0: none)
+    blur: float = 0.0  # views, distill: largest sigma of random Gaussian blur (0: none)
     local_views: int = 0  # views: small views per image besides the two large ones (multi-crop)
     synthetic_classes: int = 0  # views, distill: procedural texture classes in every batch
     synthetic_per_class: int = 8  # views, distill: images of each synthetic class in a batch
@@ -182,6 +183,7 @@ def build_objective(
             config.synthetic_model,
             config.synthetic_backgrounds,
             config.shading,
+            blur=config.blur,
         )
     if config.objective == "views":
         return ViewObjective(
@@ -202,6 +204,7 @@ def build_objective(
             config.synthetic_backgrounds,
             config.shading,
             config.local_views,
+            blur=config.blur,
         )
     train_data = ClassTensors.from_files(train_files, size)
     val_data = ClassTensors.from_files(val_files, size)

@@ -589,6 +589,34 @@ def test_shading_lights_a_view_unevenly_and_smoothly_and_off_leaves_it_even():
     assert float(views.flatten(1).std(dim=1).max()) > 0.02
 
 
+def test_blur_softens_a_view_and_keeps_its_light():
+    from model.augment import ViewAugmenter, gaussian_blur
+
+    checker = (torch.arange(100).view(1, 100, 1) // 2 + torch.arange(100).view(1, 1, 100) // 2) % 2
+    checker = checker.float()
+    soft = gaussian_blur(checker, 1.0)
+    # fine texture loses contrast, the mean light stays, and the image stays in range
+    assert float(soft.std()) < 0.5 * float(checker.std())
+    assert abs(float(soft.mean()) - float(checker.mean())) < 1e-3
+    assert float(soft.min()) >= 0.0 and float(soft.max()) <= 1.0
+    # wider is softer; under a tenth of a pixel, nothing changes
+    assert float(gaussian_blur(checker, 2.0).std()) < float(soft.std())
+    assert torch.equal(gaussian_blur(checker, 0.05), checker)
+    image = (torch.rand((1, 200, 200), generator=torch.Generator().manual_seed(0)) * 255).byte()
+    blurred = ViewAugmenter(size=100, blur=2.0, noise=0.0).views(
+        image.expand(8, 1, 200, 200), torch.Generator().manual_seed(4)
+    )
+    sharp = ViewAugmenter(size=100, noise=0.0).views(
+        image.expand(8, 1, 200, 200), torch.Generator().manual_seed(4)
+    )
+
+    # neighbouring pixels of random noise agree more once blurred
+    def roughness(v: torch.Tensor) -> float:
+        return float(v.diff(dim=-1).abs().mean())
+
+    assert roughness(blurred) < roughness(sharp)
+
+
 def test_views_batches_add_new_synthetic_classes_after_the_real_ones():
     from model.data import list_class_images, split_per_class
     from model.objectives import ViewObjective
