@@ -77,7 +77,8 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     edges reflected); below a tenth of a pixel it is returned as it is."""
     if sigma < 0.1:
         return x
-    radius = max(1, round(3.0 * sigma))
+    # three sigmas hold all but 0.3% of the kernel; reflection needs less than the side
+    radius = min(max(1, round(3.0 * sigma)), x.shape[-1] - 1, x.shape[-2] - 1)
     taps = torch.arange(-radius, radius + 1, dtype=x.dtype)
     kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
     kernel = kernel / kernel.sum()

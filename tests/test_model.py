@@ -602,6 +602,8 @@ def test_blur_softens_a_view_and_keeps_its_light():
     # wider is softer; under a tenth of a pixel, nothing changes
     assert float(gaussian_blur(checker, 2.0).std()) < float(soft.std())
     assert torch.equal(gaussian_blur(checker, 0.05), checker)
+    # a blur wider than a small view still works (the kernel is cut at its side)
+    assert gaussian_blur(checker[:, :8, :8], 10.0).shape == (1, 8, 8)
     image = (torch.rand((1, 200, 200), generator=torch.Generator().manual_seed(0)) * 255).byte()
     blurred = ViewAugmenter(size=100, blur=2.0, noise=0.0).views(
         image.expand(8, 1, 200, 200), torch.Generator().manual_seed(4)
