@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, redirect, render_template, request, url_for
+from flask import Flask, jsonify, redirect, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFProtect
 
@@ -31,6 +31,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         REDIS_URL=settings.redis_url,
         BLOB_DIR=str(settings.blob_dir),
         MAX_CONTENT_LENGTH=settings.max_image_bytes * 2 + 1024 * 1024,
+        # the worker's limits, applied to stored images before they are decoded to serve
+        MAX_IMAGE_BYTES=settings.max_image_bytes,
+        MAX_IMAGE_PIXELS=settings.max_image_pixels,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.cookie_secure,
@@ -49,6 +52,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         compare,
         dashboard,
         db,
+        dead_letters,
+        errors,
         images,
         inspections,
         metrics,
@@ -56,8 +61,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         thresholds,
         users,
     )
+    from admin.db import get_db
+    from admin.tokens import refuse_token
 
     db.init_app(app)
+    errors.init_app(app)
     auth.init_app(app)
     cli.init_app(app)
     metrics.init_app(app)
@@ -68,6 +76,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         references.bp,
         compare.bp,
         dashboard.bp,
+        dead_letters.bp,
         thresholds.bp,
         users.bp,
         api.bp,
@@ -82,6 +91,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             return None  # bearer tokens, checked by these blueprints themselves
         if request.endpoint in PUBLIC_ENDPOINTS or current_user.is_authenticated:
             return None
+        header = request.headers.get("Authorization", "")
+        if request.blueprint == "images" and header.startswith("Bearer "):
+            # the API's image_url, for a token that may read inspections
+            refusal = refuse_token(get_db(), header, "read")
+            return (jsonify(error=refusal[1]), refusal[0]) if refusal else None
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
     # After the login guard, so an anonymous request is sent to log in first;
@@ -89,14 +103,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     csrf.exempt(api.bp)
     csrf.exempt(metrics.bp)
-
-    @app.errorhandler(403)
-    def forbidden(_exc: Any) -> Any:
-        return render_template("error.html", code=403, message="Only admins may do that."), 403
-
-    @app.errorhandler(404)
-    def not_found(_exc: Any) -> Any:
-        return render_template("error.html", code=404, message="There is nothing here."), 404
 
     @app.after_request
     def security_headers(response: Any) -> Any:

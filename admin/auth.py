@@ -7,7 +7,14 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 from flask import session as cookie_session
-from flask_login import LoginManager, UserMixin, login_required, login_user, logout_user
+from flask_login import (
+    LoginManager,
+    UserMixin,
+    current_user,
+    login_required,
+    login_user,
+    logout_user,
+)
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,7 +24,7 @@ from wtforms.validators import DataRequired, Length
 
 from admin.db import get_db
 from admin.throttle import clear_failures, minutes_locked, record_failure
-from core.tables import ROLES, User
+from core.tables import ROLES, User, check_name
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -25,11 +32,22 @@ login_manager.login_view = "auth.login"
 MIN_PASSWORD_LENGTH = 8
 
 
+# What a failed login for an unknown user is checked against, so that it takes
+# as long as one for a known user (else the time tells which names exist).
+DUMMY_HASH = generate_password_hash("not anyone's password")
+
+
 class SessionUser(UserMixin):
-    """What the session knows of a logged-in user."""
+    """What the session knows of a logged-in user.
+
+    The session cookie holds the user's id and session version; raising the
+    version (logout, a new password) ends every session made before, even a
+    copied cookie, since each request checks it against the database.
+    """
 
     def __init__(self, user: User) -> None:
-        self.id = str(user.id)
+        self.id = f"{user.id}.{user.session_version}"
+        self.user_id = user.id
         self.username = user.username
         self.role = user.role
 
@@ -39,16 +57,24 @@ class SessionUser(UserMixin):
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> SessionUser | None:
-    user = get_db().get(User, int(user_id)) if user_id.isdigit() else None
-    return SessionUser(user) if user is not None and user.active else None
+def load_user(session_id: str) -> SessionUser | None:
+    user_id, _, version = session_id.partition(".")
+    if not (user_id.isdigit() and version.isdigit() and len(session_id) < 40):
+        return None
+    user = get_db().get(User, int(user_id))
+    if user is None or not user.active or user.session_version != int(version):
+        return None
+    return SessionUser(user)
+
+
+def end_sessions(user: User) -> None:
+    """End every session of ``user`` (not committed): their cookies stop working."""
+    user.session_version += 1
 
 
 def create_user(session: Session, username: str, password: str, role: str) -> User:
     """Add a user with a hashed password (not committed); clear errors on bad input."""
-    username = username.strip()
-    if not username:
-        raise ValueError("the user name is empty")
+    username = check_name(username, "the user name")
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     if len(password) < MIN_PASSWORD_LENGTH:
@@ -80,13 +106,17 @@ def login() -> Any:
     form = LoginForm()
     if form.validate_on_submit():
         db = get_db()
-        username, address = form.username.data.strip(), request.remote_addr or "unknown"
+        # control characters (NUL, which PostgreSQL refuses) are in no user name
+        username = "".join(ch for ch in form.username.data if ch.isprintable()).strip()
+        address = request.remote_addr or "unknown"
         locked = minutes_locked(db, username, address)
         if locked:
             flash(f"Too many failed logins. Try again in {locked} minute(s).", "error")
             return render_template("login.html", form=form), 429
         user = db.scalar(select(User).where(User.username == username))
-        if user and user.active and check_password_hash(user.password_hash, form.password.data):
+        stored_hash = user.password_hash if user is not None else DUMMY_HASH
+        password_ok = check_password_hash(stored_hash, form.password.data)
+        if user is not None and user.active and password_ok:
             clear_failures(db, username)
             db.commit()
             cookie_session.clear()  # a fresh session on login: no fixation
@@ -101,6 +131,10 @@ def login() -> Any:
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout() -> Any:
+    user = get_db().get(User, current_user.user_id)
+    if user is not None:
+        end_sessions(user)  # a copy of this cookie must not outlive the logout
+        get_db().commit()
     logout_user()
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))

@@ -14,7 +14,7 @@ from core.db import session_scope
 from core.images import ImageRejected
 from core.references import add_reference, seed_from_folder
 from core.settings import get_settings
-from core.tables import REFERENCE_KINDS, ROLES
+from core.tables import REFERENCE_KINDS, ROLES, TOKEN_SCOPES
 
 
 @click.command("create-user")
@@ -87,14 +87,22 @@ def seed_references_command(folder: Path) -> None:
 
 @click.command("create-token")
 @click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    type=click.Choice(TOKEN_SCOPES),
+    multiple=True,
+    required=True,
+    help="what the token may do (repeat): submit jobs, read inspections, review, metrics",
+)
 @with_appcontext
-def create_token_command(name: str) -> None:
+def create_token_command(name: str, scopes: tuple[str, ...]) -> None:
     """Create an API token for the plant system NAME; printed once, stored as a hash."""
     from admin.tokens import new_api_token
 
     try:
         with session_scope(current_app.config["DATABASE_URL"]) as session:
-            token = new_api_token(session, name, "cli")
+            token = new_api_token(session, name, "cli", scopes)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(token)

@@ -10,9 +10,9 @@ from flask import Blueprint, current_app, render_template
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from admin.db import get_celery_client, get_db
-from core.queue import queue_length
-from core.tables import Inspection, ModelVersion, utcnow
+from admin.db import get_db
+from core.queue import queue_length, workers_online
+from core.tables import DeadLetter, Inspection, ModelVersion, utcnow
 
 bp = Blueprint("dashboard", __name__)
 WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
@@ -63,16 +63,15 @@ def throughput(db: Session, unit: str, span: timedelta, now: datetime) -> list[t
 
 
 def line_status() -> dict[str, Any]:
-    """Queue length from Redis and the workers that answer a ping (1 s)."""
+    """Queue length and the workers whose heartbeat is fresh, from Redis."""
     redis_url = current_app.config["REDIS_URL"]
     status: dict[str, Any] = {"queue": None, "workers": [], "error": None}
     try:
         client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
         status["queue"] = queue_length(client)
         status["unacked"] = int(client.hlen("unacked"))
+        status["workers"] = workers_online(client)
         client.close()
-        replies = get_celery_client().control.ping(timeout=1.0) or []
-        status["workers"] = sorted(name for reply in replies for name in reply)
     except (redis.RedisError, OSError) as exc:
         status["error"] = f"Redis does not answer at {redis_url}: {exc}"
     return status
@@ -98,8 +97,12 @@ def dashboard() -> Any:
         .where(Inspection.processed_at >= now - WINDOWS["hour"])
         .group_by(Inspection.model_version)
     ).all()
+    dead_letters = db.scalar(
+        select(func.count(DeadLetter.id)).where(DeadLetter.received_at >= now - WINDOWS["day"])
+    )
     return render_template(
         "dashboard.html",
+        dead_letters=dead_letters,
         windows=windows,
         per_minute=throughput(db, "minute", timedelta(hours=1), now),
         per_hour=throughput(db, "hour", timedelta(days=1), now),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from flask import Blueprint, abort, send_file
+from flask import Blueprint, abort, current_app, send_file
 from PIL import Image, UnidentifiedImageError
 
 from admin.db import get_store
@@ -24,15 +24,22 @@ def _png(image: Image.Image) -> Any:
 
 
 def _open(key: str) -> Image.Image:
-    store = get_store()
+    """The stored image, decoded only within the limits the worker applies: an
+    upload it rejected as too large (a decompression bomb, say) is not decoded."""
+    store, config = get_store(), current_app.config
     try:
         if not store.exists(key):
             abort(404)
-        image = Image.open(io.BytesIO(store.get(key)))
+        data = store.get(key)
+        if len(data) > config["MAX_IMAGE_BYTES"]:
+            abort(415)
+        image = Image.open(io.BytesIO(data))
+        if image.width * image.height > config["MAX_IMAGE_PIXELS"]:
+            abort(415)
         image.load()
     except ValueError:
         abort(404)
-    except (UnidentifiedImageError, OSError):
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
         abort(415)  # a rejected upload that is not an image
     return image
 

@@ -15,7 +15,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask_login import current_user
@@ -31,7 +30,8 @@ from admin.queue import (
     fetch_page,
     next_pending,
 )
-from core.tables import REVIEW_STATES, STATUSES, Inspection, Reference, utcnow
+from core.db import get_sessionmaker
+from core.tables import REVIEW_STATES, STATUSES, Inspection, Reference, check_name, utcnow
 
 bp = Blueprint("inspections", __name__)
 REVIEW_ACTIONS = {"confirm": "confirmed", "false_alarm": "false_alarm", "relabel": "relabeled"}
@@ -79,53 +79,67 @@ def label_choices(db: Any) -> list[str]:
     return sorted(labels)
 
 
+CSV_COLUMNS = [
+    "id",
+    "job_id",
+    "camera",
+    "status",
+    "label",
+    "dissimilarity",
+    "threshold",
+    "model_version",
+    "captured_at",
+    "processed_at",
+    "review_state",
+    "review_label",
+    "reviewed_by",
+    "reviewed_at",
+    "review_comment",
+    "error",
+]
+# A cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...),
+# +cmd|...): such text cells get a leading apostrophe, which shows as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 @bp.route("/inspections.csv")
 def export_csv() -> Any:
-    """The filtered queue as CSV (at most CSV_LIMIT rows), streamed."""
+    """The filtered queue as CSV (at most CSV_LIMIT rows), streamed.
+
+    The generator runs after the request's teardown has closed the request's
+    session, so it opens a session of its own and closes it when it ends, or
+    when the client goes away (the server closes the generator then).
+    """
     f = QueueFilter.from_args(request.args)
-    db = get_db()
-    columns = [
-        "id",
-        "job_id",
-        "camera",
-        "status",
-        "label",
-        "dissimilarity",
-        "threshold",
-        "model_version",
-        "captured_at",
-        "processed_at",
-        "review_state",
-        "review_label",
-        "reviewed_by",
-        "reviewed_at",
-        "review_comment",
-        "error",
-    ]
+    make_session = get_sessionmaker(current_app.config["DATABASE_URL"])
 
     def generate() -> Iterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(columns)
+        writer.writerow(CSV_COLUMNS)
         after, sent = None, 0
-        while sent < CSV_LIMIT:
-            rows, after = fetch_page(db, f, after, 1000)
-            for row in rows:
-                writer.writerow([_csv_value(getattr(row, c)) for c in columns])
-            sent += len(rows)
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-            if after is None:
-                break
+        with make_session() as db:
+            while sent < CSV_LIMIT:
+                rows, after = fetch_page(db, f, after, 1000)
+                for row in rows:
+                    writer.writerow([csv_cell(getattr(row, c)) for c in CSV_COLUMNS])
+                sent += len(rows)
+                db.rollback()  # no transaction held open while the client reads
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+                if after is None:
+                    break
 
     headers = {"Content-Disposition": "attachment; filename=inspections.csv"}
-    return Response(stream_with_context(generate()), mimetype="text/csv", headers=headers)
+    return Response(generate(), mimetype="text/csv", headers=headers)
 
 
-def _csv_value(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
     return "" if value is None else value
 
 
@@ -164,9 +178,10 @@ def apply_review(
         raise ValueError("choose the label the image should have")
     if action != "comment":
         inspection.review_state = REVIEW_ACTIONS[action]
-        inspection.review_label = label.strip() if action == "relabel" else inspection.label
+        relabeled = check_name(label, "the label") if action == "relabel" else None
+        inspection.review_label = relabeled or inspection.label
     if comment.strip():
-        inspection.review_comment = comment.strip()[:2000]
+        inspection.review_comment = comment.strip()[:2000].replace("\0", "")
     inspection.reviewed_by = (reviewer or current_user.username)[:80]
     inspection.reviewed_at = utcnow()
 

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the admin site, at ``/metrics`` (an API token is needed).
+"""Prometheus metrics of the admin site, at ``/metrics`` (an API token with the scope
+``metrics`` is needed).
 
 Each admin process keeps its own counters. Under gunicorn with several workers,
 set PROMETHEUS_MULTIPROC_DIR to an empty folder shared by them and the counts
@@ -24,7 +25,7 @@ from prometheus_client import (
 )
 
 from admin.db import get_db
-from admin.tokens import token_from_header
+from admin.tokens import refuse_token
 from core.queue import queue_length
 
 bp = Blueprint("metrics", __name__)
@@ -46,9 +47,11 @@ HELD = Gauge(
 
 @bp.route("/metrics")
 def metrics() -> Any:
-    if token_from_header(get_db(), request.headers.get("Authorization", "")) is None:
-        response = jsonify({"error": "send an API token: Authorization: Bearer <token>"})
-        response.status_code = 401
+    refusal = refuse_token(get_db(), request.headers.get("Authorization", ""), "metrics")
+    if refusal is not None:
+        status, message = refusal
+        response = jsonify({"error": message})
+        response.status_code = status
         return response
     try:
         client = redis.Redis.from_url(

@@ -58,6 +58,7 @@ def openapi_spec() -> dict[str, Any]:
         text = {
             400: "bad request",
             401: "missing or wrong token",
+            403: "the token lacks the scope this needs",
             404: "not found",
             413: "image too large",
             503: "queue unreachable",
@@ -84,7 +85,10 @@ def openapi_spec() -> dict[str, Any]:
         "info": {
             "title": "Steel inspection API",
             "version": "1.0.0",
-            "description": "Inspections, reviews and job submission for plant systems.",
+            "description": (
+                "Inspections, reviews and job submission for plant systems. Each token has "
+                "scopes (submit, read, review, metrics); a request outside them gets 403."
+            ),
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
@@ -95,7 +99,7 @@ def openapi_spec() -> dict[str, Any]:
         "paths": {
             "/api/v1/inspections": {
                 "get": {
-                    "summary": "List inspections, newest first (keyset pages)",
+                    "summary": "List inspections, newest first (keyset pages); scope read",
                     "parameters": [
                         query("status", "passed, flagged or rejected", {"enum": ["", *STATUSES]}),
                         query("camera", "camera name", {"type": "string"}),
@@ -131,13 +135,13 @@ def openapi_spec() -> dict[str, Any]:
                                 }
                             },
                         },
-                        **errors(400, 401),
+                        **errors(400, 401, 403),
                     },
                 }
             },
             "/api/v1/inspections/{id}": {
                 "get": {
-                    "summary": "One inspection",
+                    "summary": "One inspection; scope read (its image_url too)",
                     "parameters": [
                         {
                             "name": "id",
@@ -155,13 +159,13 @@ def openapi_spec() -> dict[str, Any]:
                                 }
                             },
                         },
-                        **errors(401, 404),
+                        **errors(401, 403, 404),
                     },
                 }
             },
             "/api/v1/inspections/{id}/review": {
                 "post": {
-                    "summary": "Review an inspection",
+                    "summary": "Review an inspection; scope review",
                     "parameters": [
                         {
                             "name": "id",
@@ -185,7 +189,11 @@ def openapi_spec() -> dict[str, Any]:
                                         "comment": {"type": "string"},
                                         "reviewer": {
                                             "type": "string",
-                                            "description": "who reviewed; default: the token",
+                                            "description": (
+                                                "the person the review is for; recorded as "
+                                                "'api:<token name> for <reviewer>': the token "
+                                                "signs the review"
+                                            ),
                                         },
                                     },
                                 }
@@ -201,13 +209,13 @@ def openapi_spec() -> dict[str, Any]:
                                 }
                             },
                         },
-                        **errors(400, 401, 404),
+                        **errors(400, 401, 403, 404),
                     },
                 }
             },
             "/api/v1/jobs": {
                 "post": {
-                    "summary": "Submit an image for inspection (as the camera producers do)",
+                    "summary": "Submit an image for inspection (as the producers do); scope submit",
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -256,13 +264,13 @@ def openapi_spec() -> dict[str, Any]:
                                 }
                             },
                         },
-                        **errors(400, 401, 413, 503),
+                        **errors(400, 401, 403, 413, 503),
                     },
                 }
             },
             "/api/v1/openapi.json": {
                 "get": {
-                    "summary": "This description",
+                    "summary": "This description; any token",
                     "responses": {"200": {"description": "OpenAPI 3.1"}, **errors(401)},
                 }
             },

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from math import isfinite
 from typing import Any
 
 from sqlalchemy import (
@@ -51,14 +52,29 @@ SORTS = {
 }
 
 
+# Longest filter value worth sending to the database: no camera (120) or label (80)
+# is longer, so a longer value matches nothing either way.
+MAX_FILTER_LENGTH = 200
+MAX_ROW_ID = 2**31 - 1  # inspections.id is a 32-bit integer
+
+
 def parse_time(text: str | None) -> datetime | None:
+    """An ISO 8601 time as an aware UTC datetime; None for anything else (a
+    malformed time, or one so far out that it cannot be written in UTC)."""
     if not text:
         return None
     try:
         value = datetime.fromisoformat(text)
-    except ValueError:
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def clean_filter_value(text: str) -> str:
+    """A filter value the database can compare: no control characters (PostgreSQL
+    text holds no NUL, so no stored value has one), no longer than any column."""
+    text = "".join(ch for ch in text if ch.isprintable())
+    return text.strip()[: MAX_FILTER_LENGTH + 1]
 
 
 @dataclass
@@ -73,7 +89,13 @@ class QueueFilter:
 
     @classmethod
     def from_args(cls, args: Any) -> QueueFilter:
-        f = cls(**{k: (args.get(k) or "").strip() for k in cls.__dataclass_fields__ if k in args})
+        f = cls(
+            **{
+                k: clean_filter_value(str(args.get(k) or ""))
+                for k in cls.__dataclass_fields__
+                if k in args
+            }
+        )
         if "status" not in args:
             f.status = "flagged"
         if f.status not in ("", *STATUSES):
@@ -114,13 +136,24 @@ def encode_cursor(row: Inspection, sort: str) -> str:
 
 
 def decode_cursor(cursor: str, sort: str) -> tuple[Any, int] | None:
+    """The position ``encode_cursor`` wrote; None for anything it could not have
+    written (the first page is shown then)."""
+    if len(cursor) > 200:
+        return None
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        value, row_id = text.rsplit("~", 1)
+        value, id_text = text.rsplit("~", 1)
         key: Any = parse_time(value) if sort in ("newest", "oldest") else float(value)
-        return (key, int(row_id)) if key is not None else None
+        row_id = int(id_text)
     except (ValueError, UnicodeDecodeError):
         return None
+    if (
+        key is None
+        or not 0 <= row_id <= MAX_ROW_ID
+        or (isinstance(key, float) and not isfinite(key))
+    ):
+        return None
+    return key, row_id
 
 
 def fetch_page(

@@ -6,14 +6,14 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
-from admin.auth import MIN_PASSWORD_LENGTH, create_user
+from admin.auth import MIN_PASSWORD_LENGTH, create_user, end_sessions
 from admin.db import get_db, get_or_404
 from admin.roles import admin_required
 from admin.tokens import new_api_token
-from core.tables import ROLES, ApiToken, User
+from core.tables import ROLES, TOKEN_SCOPES, ApiToken, User
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 
@@ -24,6 +24,7 @@ def render_users_page(db: Any, new_token: str | None = None) -> Any:
         users=db.scalars(select(User).order_by(User.username)),
         tokens=db.scalars(select(ApiToken).order_by(ApiToken.id)),
         roles=ROLES,
+        scopes=TOKEN_SCOPES,
         new_token=new_token,
         min_length=MIN_PASSWORD_LENGTH,
     )
@@ -71,9 +72,23 @@ def update_user(user_id: int) -> Any:
             flash(f"The password needs at least {MIN_PASSWORD_LENGTH} characters.", "error")
             return redirect(url_for("users.users"))
         user.password_hash = generate_password_hash(password)
+        end_sessions(user)  # whoever knew the old password is logged out
+    if not (user.active and user.role == "admin") and active_admins(db, besides=user) == 0:
+        db.rollback()
+        flash(f"{user.username} is the last active admin; make another admin first.", "error")
+        return redirect(url_for("users.users"))
     db.commit()
     flash(f"User {user.username} updated.", "info")
     return redirect(url_for("users.users"))
+
+
+def active_admins(db: Any, besides: User) -> int:
+    """How many active admins there are other than ``besides``."""
+    return db.scalar(
+        select(func.count(User.id)).where(
+            User.role == "admin", User.active.is_(True), User.id != besides.id
+        )
+    )
 
 
 @bp.route("/tokens", methods=["POST"])
@@ -81,7 +96,9 @@ def update_user(user_id: int) -> Any:
 def add_token() -> Any:
     db = get_db()
     try:
-        token = new_api_token(db, request.form.get("name", ""), current_user.username)
+        token = new_api_token(
+            db, request.form.get("name", ""), current_user.username, request.form.getlist("scope")
+        )
         db.commit()
     except ValueError as exc:
         flash(str(exc), "error")

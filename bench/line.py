@@ -116,6 +116,8 @@ class Line:
             model_threads=scenario.threads,
             model_checkpoint=scenario.checkpoint or base.model_checkpoint,
             log_level="WARNING",
+            # the throughput run pauses and resumes consumption by remote control
+            worker_remote_control=True,
         )
         self.scenario = scenario
         self.workdir = workdir

@@ -77,8 +77,10 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
     except ImageRejected:
         raise
     except UnidentifiedImageError:
+        # What the data holds is not echoed: an image_path may have named a file
+        # its sender should not read, and the error is shown to them.
         raise ImageRejected(
-            f"the data is not an image in a known format (it starts with {data[:8]!r}); "
+            f"the data ({len(data):,} bytes) is not an image in a known format; "
             "send a PNG, BMP, JPEG or TIFF file"
         ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

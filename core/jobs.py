@@ -17,7 +17,6 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 TASK_NAME = "inspect"
@@ -155,21 +154,6 @@ def decode_b64_image(image_b64: str, max_bytes: int) -> bytes:
         return base64.b64decode(image_b64, validate=True)
     except (binascii.Error, ValueError):
         raise JobInvalid("image_b64 is not valid base64; encode the file's bytes") from None
-
-
-def resolve_inbox_path(image_path: str, inbox_dir: Path) -> Path:
-    """The file ``image_path`` names, which must lie inside the inbox folder."""
-    inbox = inbox_dir.resolve()
-    candidate = Path(image_path)
-    resolved = (candidate if candidate.is_absolute() else inbox / candidate).resolve()
-    if not resolved.is_relative_to(inbox):
-        raise JobInvalid(
-            f"image_path {image_path!r} is outside the inbox folder {inbox}; "
-            "put the file in the inbox (INBOX_DIR) and send its path there"
-        )
-    if not resolved.is_file():
-        raise JobInvalid(f"image_path {image_path!r} does not exist in the inbox folder")
-    return resolved
 
 
 def send_job(job: InspectJob, celery_app: Any) -> str:

@@ -52,6 +52,20 @@ def queue_length(client: redis.Redis) -> int:
     return int(client.llen(QUEUE_NAME))
 
 
+#: each worker's heartbeat: a key per worker (its node name after the prefix) that
+#: it renews every WORKER_HEARTBEAT_S and that expires WORKER_HEARTBEAT_TTL_S after
+#: its last beat, so the keys there are the workers alive
+WORKER_KEY_PREFIX = "inspection:worker:"
+WORKER_HEARTBEAT_S = 5.0
+WORKER_HEARTBEAT_TTL_S = 20
+
+
+def workers_online(client: redis.Redis) -> list[str]:
+    """The node names of the workers whose heartbeat is fresh."""
+    keys = client.scan_iter(match=f"{WORKER_KEY_PREFIX}*", count=200)
+    return sorted(key.decode(errors="replace")[len(WORKER_KEY_PREFIX) :] for key in keys)
+
+
 def make_client(settings: Settings | None = None) -> Celery:
     """A Celery app that only sends jobs (it defines no tasks)."""
     settings = settings or get_settings()

@@ -19,7 +19,13 @@ from sqlalchemy.orm import Session
 
 from core.blobs import BlobStore
 from core.images import decode_image
-from core.tables import REFERENCE_KINDS, ModelVersion, Reference, ReferenceEmbedding
+from core.tables import (
+    REFERENCE_KINDS,
+    ModelVersion,
+    Reference,
+    ReferenceEmbedding,
+    check_name,
+)
 from core.verdict import ReferenceSet
 
 log = logging.getLogger(__name__)
@@ -46,9 +52,9 @@ def add_reference(
     max_pixels: int = 40_000_000,
 ) -> Reference:
     """Check the image, store it and add an active reference row (not committed)."""
-    label = label.strip()
-    if not label:
+    if not label.strip():
         raise ValueError("a reference needs a label, such as 'scratches'")
+    label = check_name(label, "the label")
     if kind not in REFERENCE_KINDS:
         raise ValueError(f"kind must be one of {', '.join(REFERENCE_KINDS)}, got {kind!r}")
     decode_image(data, max_bytes, max_pixels)  # raises ImageRejected with the reason

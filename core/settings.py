@@ -35,6 +35,10 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one object per line, with job ids as fields
     worker_metrics_port: int = 9808  # Prometheus endpoint of each worker process; 0: none
+    worker_metrics_host: str = "127.0.0.1"  # the address it listens on (0.0.0.0: every one)
+    # Celery's remote control (ping, shutdown, pause...) over Redis: off, since
+    # anyone who reaches Redis could stop the workers; workers report by heartbeat
+    worker_remote_control: bool = False
     cookie_secure: bool = False  # send session cookies over HTTPS only
     inspect_batch_size: int = 32  # jobs embedded in one forward pass, at most
     inspect_batch_wait_ms: int = 50  # how long a partial batch waits for more jobs
@@ -128,6 +132,8 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         log_level=(env.get("LOG_LEVEL") or Settings.log_level).upper(),
         log_format=_parse_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
         worker_metrics_port=_parse_int(env, "WORKER_METRICS_PORT", 9808, minimum=0),
+        worker_metrics_host=(env.get("WORKER_METRICS_HOST") or Settings.worker_metrics_host),
+        worker_remote_control=_parse_bool(env, "WORKER_REMOTE_CONTROL", default=False),
         cookie_secure=_parse_bool(env, "COOKIE_SECURE", default=environment == "production"),
         inspect_batch_size=_parse_int(env, "INSPECT_BATCH_SIZE", Settings.inspect_batch_size),
         inspect_batch_wait_ms=_parse_int(
@@ -160,6 +166,8 @@ def settings_to_env(settings: Settings) -> dict[str, str]:
         "LOG_LEVEL": settings.log_level,
         "LOG_FORMAT": settings.log_format,
         "WORKER_METRICS_PORT": str(settings.worker_metrics_port),
+        "WORKER_METRICS_HOST": settings.worker_metrics_host,
+        "WORKER_REMOTE_CONTROL": "1" if settings.worker_remote_control else "0",
         "COOKIE_SECURE": "1" if settings.cookie_secure else "0",
         "INSPECT_BATCH_SIZE": str(settings.inspect_batch_size),
         "INSPECT_BATCH_WAIT_MS": str(settings.inspect_batch_wait_ms),

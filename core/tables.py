@@ -35,7 +35,25 @@ STATUSES = ("passed", "flagged", "rejected")
 REVIEW_STATES = ("pending", "confirmed", "false_alarm", "relabeled")
 REFERENCE_KINDS = ("defect", "ok")
 ROLES = ("supervisor", "admin")
+#: what an API token may do: submit jobs, read inspections and images, review, read metrics
+TOKEN_SCOPES = ("submit", "read", "review", "metrics")
 UNKNOWN_LABEL = "unknown"
+MAX_LABEL_LENGTH = 80  # labels, user names and token names: String(80) columns
+
+
+def check_name(value: str, what: str = "a label") -> str:
+    """``value`` stripped, when it fits a String(80) column as a name a person reads;
+    a ``ValueError`` saying what is wrong otherwise."""
+    value = value.strip()
+    if not value:
+        raise ValueError(f"{what} is empty")
+    if len(value) > MAX_LABEL_LENGTH:
+        raise ValueError(f"{what} has {len(value)} characters; at most {MAX_LABEL_LENGTH}")
+    if any(not ch.isprintable() for ch in value):
+        raise ValueError(f"{what} contains control characters; use printable text")
+    return value
+
+
 #: the queue's sort key for "most/least dissimilar" (rows without a distance, the
 #: rejected ones, sort as -1); admin.queue renders the same SQL, so the index on
 #: it serves those pages
@@ -80,6 +98,9 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20), default="supervisor")
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Part of every session cookie; raised on logout and password change, which
+    # ends every session made before (a copied cookie stops working).
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ModelVersion(Base):
@@ -237,3 +258,25 @@ class ApiToken(Base):
     created_by: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the token may do: space-separated TOKEN_SCOPES
+    scopes: Mapped[str] = mapped_column(String(100), default="read", server_default="read")
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
+
+
+class DeadLetter(Base):
+    """A broker message that could not become an inspection row: no job id could be
+    recovered from it. Kept with why and what it held, for the site to show."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    task: Mapped[str | None] = mapped_column(String(200))  # the task name it asked for
+    task_id: Mapped[str | None] = mapped_column(String(200))
+    headers: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    body: Mapped[str | None] = mapped_column(Text)  # the start of the body, as text
+    body_bytes: Mapped[int | None] = mapped_column(Integer)

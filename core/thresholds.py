@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.tables import UNKNOWN_LABEL, ThresholdChange, ThresholdSetting, utcnow
+from core.tables import UNKNOWN_LABEL, ThresholdChange, ThresholdSetting, check_name, utcnow
 
 GLOBAL = "*"
 
@@ -87,7 +87,7 @@ def set_threshold(
     all), recorded."""
     if value is not None and not (0 < value < 1000):
         raise ValueError(f"a threshold must be a positive distance, got {value}")
-    label = label.strip() or GLOBAL
+    label = check_name(label, "the label") if label.strip() else GLOBAL
     current = session.get(ThresholdSetting, (model_version, label))
     old = current.value if current else None
     if old == value:

@@ -222,16 +222,28 @@ def free_port() -> int:
 class RedisServer:
     """A test-owned ``redis-server`` on its own port, optionally with append-only persistence."""
 
-    def __init__(self, folder: Path, port: int | None = None, appendonly: bool = False):
+    def __init__(
+        self,
+        folder: Path,
+        port: int | None = None,
+        appendonly: bool = False,
+        extra: tuple[str, ...] = (),
+        user: str = "",
+    ):
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.extra = extra  # more redis-server options, such as an --aclfile
+        self.user = user  # "name:password" to connect as, when the default user is off
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.url_as(self.user)
+
+    def url_as(self, user: str) -> str:
+        return f"redis://{user + '@' if user else ''}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         argv = [
@@ -248,6 +260,7 @@ class RedisServer:
             "yes" if self.appendonly else "no",
             "--appendfsync",
             "always",
+            *self.extra,
         ]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10

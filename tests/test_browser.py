@@ -16,11 +16,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+import redis
+from sqlalchemy import func, select
 
 from admin.auth import create_user
 from core.db import session_scope
-from core.tables import Inspection, Reference
+from core.jobs import QUEUE_NAME
+from core.tables import ApiToken, DeadLetter, Inspection, Reference
 from producer.client import InspectionClient
 from tests.conftest import (
     BIN,
@@ -111,6 +113,11 @@ def page():
         browser.close()
 
 
+def count_dead_letters(settings) -> int:
+    with session_scope(settings.database_url) as session:
+        return session.scalar(select(func.count(DeadLetter.id))) or 0
+
+
 def test_a_supervisor_works_the_site_in_a_browser(site, page, settings, screenshots):
     # anonymous: sent to log in
     page.goto(f"{site}/inspections")
@@ -171,9 +178,18 @@ def test_a_supervisor_works_the_site_in_a_browser(site, page, settings, screensh
     assert page.locator(".nearest-label").count() == 2
     page.screenshot(path=str(screenshots / "compare.png"), full_page=True)
 
+    # a message that named no job, as a dead letter the dashboard links to
+    redis.Redis.from_url(settings.redis_url).lpush(QUEUE_NAME, b"not even JSON")
+    deadline = time.monotonic() + 30
+    while count_dead_letters(settings) == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
     page.goto(f"{site}/dashboard")
-    assert int(page.inner_text("#workers-online")) >= 1
+    assert int(page.inner_text("#workers-online")) >= 1  # by heartbeat
     page.screenshot(path=str(screenshots / "dashboard.png"), full_page=True)
+    assert page.inner_text("#dead-letters") == "1"
+    page.click("#dead-letters")
+    page.wait_for_url(re.compile(r"/dead-letters$"))
+    assert "not JSON" in page.inner_text("table.dead-letters")
 
     page.goto(f"{site}/thresholds/")
     page.fill("#threshold-value", "0.3")
@@ -181,5 +197,13 @@ def test_a_supervisor_works_the_site_in_a_browser(site, page, settings, screensh
     page.wait_for_selector("#preview-result")
     page.screenshot(path=str(screenshots / "thresholds.png"), full_page=True)
 
+    # an API token that may only submit jobs
     page.goto(f"{site}/users/")
+    page.fill("input[name=name]", "camera-7")
+    page.check("input[name=scope][value=submit]")
+    page.click("text=Create token")
+    assert page.inner_text("#new-token").startswith("si_")
+    with session_scope(settings.database_url) as session:
+        token = session.scalar(select(ApiToken).where(ApiToken.name == "camera-7"))
+        assert token.scopes == "submit"
     page.screenshot(path=str(screenshots / "users.png"), full_page=True)

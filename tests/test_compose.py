@@ -108,3 +108,16 @@ def test_metrics_and_monitoring(compose_config):
     assert "9808" in [str(p) for p in services["worker"]["expose"]]
     assert services["admin"]["environment"]["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/prometheus"
     assert services["flower"]["profiles"] == ["monitoring"]
+    # worker metrics reach the compose network (for a Prometheus there), not the host
+    assert services["worker"]["environment"]["WORKER_METRICS_HOST"] == "0.0.0.0"
+
+
+def test_flower_needs_a_login_and_workers_report_by_heartbeat(compose_config):
+    services = compose_config["services"]
+    flower = " ".join(services["flower"]["command"])
+    assert "--basic-auth" in flower and "exit 1" in flower  # it will not start without one
+    # remote control is off, so `celery inspect ping` cannot be the health check
+    health = " ".join(services["worker"]["healthcheck"]["test"])
+    assert "worker.heartbeat" in health and "inspect ping" not in health
+    for name in ("worker", "admin", "migrate"):
+        assert "WORKER_REMOTE_CONTROL" not in services[name].get("environment", {}), name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import uuid
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from PIL import Image
 
 from core.blobs import BlobStore
 from core.images import ImageRejected, decode_image
-from core.jobs import InspectJob, JobInvalid, decode_b64_image, resolve_inbox_path
+from core.inbox import read_inbox_file
+from core.jobs import InspectJob, JobInvalid, decode_b64_image
 from core.settings import Settings, SettingsError, settings_from_env, settings_to_env
 from core.verdict import ReferenceSet, decide, decide_batch
 from tests.conftest import png_bytes, sample_images
@@ -56,6 +58,8 @@ def test_settings_survive_the_trip_to_a_child_process_environment():
         log_level="WARNING",
         log_format="json",
         worker_metrics_port=0,
+        worker_metrics_host="0.0.0.0",
+        worker_remote_control=True,
         cookie_secure=True,
         inspect_batch_size=7,
         inspect_batch_wait_ms=9,
@@ -112,6 +116,14 @@ def test_decode_rejects_truncated_oversized_and_huge_images():
         decode_image(huge, 8 * MB, 1_000_000)
 
 
+def test_a_rejection_never_quotes_what_the_file_holds():
+    # An image_path job once read a file outside the inbox, and its first bytes
+    # were shown to the sender in the rejection; no error echoes the data now.
+    with pytest.raises(ImageRejected) as refused:
+        decode_image(b"root:x:0:0:root:/root:/bin/bash\n", MB, 10_000)
+    assert "root" not in str(refused.value) and "32 bytes" in str(refused.value)
+
+
 def test_job_message_round_trip_and_checks(tmp_path):
     job = InspectJob.for_image_bytes(b"abc", "cam-1", meta={"coil": "A17"})
     message = job.to_message()
@@ -136,16 +148,47 @@ def test_job_message_round_trip_and_checks(tmp_path):
 
 def test_image_path_must_stay_inside_the_inbox(tmp_path):
     inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    (inbox / "a.png").write_bytes(b"x")
-    (tmp_path / "secret.png").write_bytes(b"x")
-    assert resolve_inbox_path("a.png", inbox) == (inbox / "a.png").resolve()
-    with pytest.raises(JobInvalid, match="outside the inbox"):
-        resolve_inbox_path("../secret.png", inbox)
-    with pytest.raises(JobInvalid, match="outside the inbox"):
-        resolve_inbox_path(str(tmp_path / "secret.png"), inbox)
+    (inbox / "day").mkdir(parents=True)
+    (inbox / "a.png").write_bytes(b"a")
+    (inbox / "day" / "b.png").write_bytes(b"b")
+    (tmp_path / "secret.png").write_bytes(b"secret")
+    assert read_inbox_file("a.png", inbox, 100) == b"a"
+    assert read_inbox_file("day/b.png", inbox, 100) == b"b"
+    assert read_inbox_file(str(inbox / "day" / "b.png"), inbox, 100) == b"b"
+    for outside in ("../secret.png", str(tmp_path / "secret.png"), "day/../../secret.png"):
+        with pytest.raises(JobInvalid, match="outside the inbox"):
+            read_inbox_file(outside, inbox, 100)
     with pytest.raises(JobInvalid, match="does not exist"):
-        resolve_inbox_path("missing.png", inbox)
+        read_inbox_file("missing.png", inbox, 100)
+    with pytest.raises(ImageRejected, match="over the limit of 5 bytes"):
+        (inbox / "big.png").write_bytes(b"x" * 6)
+        read_inbox_file("big.png", inbox, 5)
+    with pytest.raises(JobInvalid, match="names the inbox folder itself"):
+        read_inbox_file(str(inbox), inbox, 100)
+
+
+def test_image_path_follows_no_link_and_reads_only_plain_files(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (tmp_path / "secret.png").write_bytes(b"secret")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "c.png").write_bytes(b"c")
+    (inbox / "inside.png").write_bytes(b"inside")
+    os.symlink(tmp_path / "secret.png", inbox / "out.png")
+    os.symlink(inbox / "inside.png", inbox / "in.png")  # even one that stays inside
+    os.symlink(tmp_path / "elsewhere", inbox / "linked-folder")
+    for linked in ("out.png", "in.png", "linked-folder/c.png"):
+        with pytest.raises(JobInvalid, match="symbolic link"):
+            read_inbox_file(linked, inbox, 100)
+    os.link(tmp_path / "secret.png", inbox / "hard.png")
+    with pytest.raises(JobInvalid, match="2 hard links"):
+        read_inbox_file("hard.png", inbox, 100)
+    os.mkfifo(inbox / "pipe.png")
+    with pytest.raises(JobInvalid, match="not a regular file"):
+        read_inbox_file("pipe.png", inbox, 100)  # and does not block
+    (inbox / "folder.png").mkdir()
+    with pytest.raises(JobInvalid, match="not a regular file"):
+        read_inbox_file("folder.png", inbox, 100)
 
 
 def references(kinds: list[str]) -> ReferenceSet:

@@ -315,3 +315,38 @@ def test_accepted_pixel_formats_are_inspected(settings, start_worker, mode):
     wait_for_rows(settings.database_url, 1, 60)
     with session_scope(settings.database_url) as session:
         assert session.scalar(select(Inspection.status)) == "flagged"
+
+
+def test_jobs_that_keep_failing_for_a_reason_of_ours_are_recorded_not_lost(settings, monkeypatch):
+    # A batch that raises (a bug, a broken model) is split into single jobs; each
+    # is tried three times, then stored as rejected saying so, or as a dead letter
+    # when it names no job id. Never raised, never acknowledged without a trace.
+    from core.settings import get_settings
+    from core.tables import DeadLetter
+    from worker.inspection import PendingJob
+    from worker.tasks import ATTEMPTS_PER_JOB, inspect_until_stored
+
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    get_settings.cache_clear()
+    calls = []
+
+    def broken_runtime():
+        calls.append(1)
+        raise RuntimeError("the model would not load")
+
+    job_id = str(uuid.uuid4())
+    batch = [
+        PendingJob(message={"job_id": job_id, "camera": "c", "captured_at": NOW}, task_id=job_id),
+        PendingJob(message={"camera": "c"}, task_id="not-a-uuid"),
+    ]
+    try:
+        inspect_until_stored(broken_runtime, batch, sleep=lambda _: None)
+    finally:
+        get_settings.cache_clear()
+    assert len(calls) == 1 + 2 * ATTEMPTS_PER_JOB
+    with session_scope(settings.database_url) as session:
+        row = session.scalar(select(Inspection))
+        letter = session.scalar(select(DeadLetter))
+    assert row.job_id == job_id and row.status == "rejected"
+    assert "internal error" in row.error and "would not load" in row.error
+    assert "internal error" in letter.reason and letter.task_id == "not-a-uuid"

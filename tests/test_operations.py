@@ -38,8 +38,10 @@ def submit(settings, count: int, extra: list[bytes] | None = None) -> None:
             client.submit_bytes(data, "ops-cam")
 
 
-def test_celery_inspect_ping_answers_from_a_live_worker(settings, start_worker):
-    worker = start_worker(settings)
+def test_celery_inspect_ping_answers_when_remote_control_is_turned_on(settings, start_worker):
+    # Off by default (any client of Redis could stop the workers through it); an
+    # operator who wants `celery inspect` and Flower's controls turns it on.
+    worker = start_worker(replace(settings, worker_remote_control=True))
     result = subprocess.run(
         [
             str(BIN / "celery"),
@@ -68,7 +70,9 @@ def test_worker_metrics_and_json_logs(settings, start_worker):
     worker = start_worker(observed)
     submit(observed, 6, extra=[b"not an image"])
     wait_for_rows(observed.database_url, 7, 60)
-    port = int(re.search(r"Prometheus metrics on port (\d+)", worker.output()).group(1))
+    # on this machine only (127.0.0.1) unless WORKER_METRICS_HOST says otherwise
+    found = re.search(r"Prometheus metrics on 127\.0\.0\.1 port (\d+)", worker.output())
+    port = int(found.group(1))
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert 'inspection_jobs_total{status="flagged"} 6.0' in text
     assert 'inspection_rejected_total{reason="not_an_image"} 1.0' in text

@@ -11,8 +11,10 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 import redis
+from PIL import Image
 from sqlalchemy import func, select
 
 from admin import create_app
@@ -22,9 +24,9 @@ from core.db import session_scope
 from core.jobs import QUEUE_NAME, InspectJob
 from core.references import seed_from_folder
 from core.results import insert_inspections
-from core.tables import Inspection, Reference, ThresholdChange
+from core.tables import Inspection, Reference, ThresholdChange, User
 from core.thresholds import set_threshold
-from tests.conftest import SAMPLE, csrf_token, login, sample_images
+from tests.conftest import PG_ADMIN_DSN, SAMPLE, csrf_token, login, png_bytes, sample_images
 from worker.inspection import base_row
 
 
@@ -328,6 +330,59 @@ def test_csv_export_follows_the_filters(app, settings):
     assert response.mimetype == "text/csv"
 
 
+def idle_in_transaction(url: str) -> int:
+    """Connections to the database of ``url`` left inside a transaction."""
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = %s AND state LIKE 'idle in transaction%%'",
+            (url.rsplit("/", 1)[1],),
+        ).fetchone()[0]
+
+
+def test_csv_exports_hold_no_connection_and_the_site_keeps_working(app, settings, api_token):
+    # Each export used to leave a connection idle in a transaction (its generator
+    # reopened the request's session after teardown); about ten of them used up
+    # the pool and every page, the API and login then failed.
+    add_inspections(settings, 30)
+    client = logged_in(app, "sam", "supervisor-password")
+    for _ in range(20):
+        response = client.get("/inspections.csv")
+        assert response.status_code == 200
+        assert len(response.get_data(as_text=True).splitlines()) == 31
+        assert idle_in_transaction(settings.database_url) == 0
+    # a client that stops reading half way leaves nothing open either
+    partial = client.get("/inspections.csv", buffered=False)
+    next(partial.response)
+    partial.close()
+    assert idle_in_transaction(settings.database_url) == 0
+    assert logged_in(app, "ada", "admin-password").get("/dashboard").status_code == 200
+    job = app.test_client().post(
+        "/api/v1/jobs",
+        headers={"Authorization": f"Bearer {api_token}"},
+        json={"camera": "after-csv", "image_b64": base64.b64encode(b"x").decode()},
+    )
+    assert job.status_code == 202
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(app, settings):
+    hostile = {
+        "camera": '=HYPERLINK("http://evil.example","x")',
+        "label": "+cmd|' /C calc'!A0",
+        "review_comment": "@SUM(1+1)",
+        "reviewed_by": "-2+3",
+        "error": "\tindented",
+        "review_label": "\rcarriage",
+    }
+    add_inspections(settings, 1, **hostile)
+    client = logged_in(app, "sam", "supervisor-password")
+    text = client.get("/inspections.csv?status=").get_data(as_text=True)
+    (row,) = list(csv.DictReader(io.StringIO(text)))
+    for column, value in hostile.items():
+        assert row[column] == "'" + value, column
+    assert float(row["dissimilarity"]) > 0  # numbers stay numbers
+
+
 def test_dashboard_and_compare_render(app, settings):
     add_inspections(settings, 10)
     client = logged_in(app, "sam", "supervisor-password")
@@ -352,11 +407,16 @@ def test_dashboard_and_compare_render(app, settings):
 # -- the JSON API ----------------------------------------------------------------------
 
 
-@pytest.fixture
-def api_token(app):
-    result = app.test_cli_runner().invoke(args=["create-token", "mes-line-3"])
+def make_token(app, name: str, *scopes: str) -> str:
+    args = ["create-token", name, *(arg for scope in scopes for arg in ("--scope", scope))]
+    result = app.test_cli_runner().invoke(args=args)
     assert result.exit_code == 0, result.output
     return result.output.strip()
+
+
+@pytest.fixture
+def api_token(app):
+    return make_token(app, "mes-line-3", "submit", "read", "review", "metrics")
 
 
 def test_the_api_refuses_a_missing_or_wrong_token(app, api_token):
@@ -387,6 +447,8 @@ def test_the_api_lists_fetches_and_reviews(app, settings, api_token):
     ).get_json()
     assert reviewed["review"]["state"] == "relabeled"
     assert reviewed["review"]["by"] == "api:mes-line-3"
+    image = client.get(one["image_url"], headers=auth)  # the image, with the token alone
+    assert image.status_code == 200 and image.mimetype == "image/png"
     assert (
         client.post(
             f"/api/v1/inspections/{ids[0]}/review", headers=auth, json={"action": "explode"}
@@ -445,3 +507,191 @@ def test_admin_metrics_need_a_token_and_count_requests(app, api_token):
     assert body.status_code == 200
     assert 'admin_requests_total{endpoint="auth.login",method="GET",status="200"}' in text
     assert "inspection_queue_length 0.0" in text
+
+
+# -- what a security review found ------------------------------------------------------
+
+
+def test_tokens_may_do_only_what_their_scopes_say(app, settings):
+    ids = add_inspections(settings, 2)
+    camera = {"Authorization": f"Bearer {make_token(app, 'camera-7', 'submit')}"}
+    reader = {"Authorization": f"Bearer {make_token(app, 'dashboard', 'read')}"}
+    client = app.test_client()
+    job = {"camera": "line-7", "image_b64": base64.b64encode(b"x").decode()}
+    assert client.post("/api/v1/jobs", headers=camera, json=job).status_code == 202
+    for method, path, body in (
+        ("get", "/api/v1/inspections", None),
+        ("get", f"/api/v1/inspections/{ids[0]}", None),
+        ("post", f"/api/v1/inspections/{ids[0]}/review", {"action": "confirm"}),
+        ("get", "/metrics", None),
+    ):
+        refused = getattr(client, method)(path, headers=camera, json=body)
+        assert refused.status_code == 403, path
+        assert "camera-7" in refused.get_json()["error"]
+    image = client.get(f"/images/{Inspection_image_key(settings)}", headers=camera)
+    assert image.status_code == 403
+    assert client.get("/api/v1/inspections", headers=reader).status_code == 200
+    assert client.post("/api/v1/jobs", headers=reader, json=job).status_code == 403
+    refused = client.post(
+        f"/api/v1/inspections/{ids[0]}/review", headers=reader, json={"action": "confirm"}
+    )
+    assert refused.status_code == 403
+    # a token needs at least one scope, and only known ones
+    assert app.test_cli_runner().invoke(args=["create-token", "none"]).exit_code != 0
+    bad = app.test_cli_runner().invoke(args=["create-token", "x", "--scope", "admin"])
+    assert bad.exit_code != 0
+
+
+def Inspection_image_key(settings) -> str:
+    with session_scope(settings.database_url) as session:
+        return session.scalar(select(Inspection.image_key).limit(1))
+
+
+def test_a_review_through_the_api_is_signed_by_its_token(app, settings):
+    ids = add_inspections(settings, 1)
+    mes = {"Authorization": f"Bearer {make_token(app, 'mes', 'review', 'read')}"}
+    reviewed = app.test_client().post(
+        f"/api/v1/inspections/{ids[0]}/review",
+        headers=mes,
+        json={"action": "confirm", "reviewer": "ada"},  # ada is an admin
+    )
+    assert reviewed.status_code == 200
+    assert reviewed.get_json()["review"]["by"] == "api:mes for ada"
+
+
+def test_logout_and_a_new_password_end_every_session(app, settings):
+    client = logged_in(app, "sam", "supervisor-password")
+    copied = client.get_cookie("session").value  # an attacker's copy of the cookie
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/inspections")})
+    thief = app.test_client()
+    thief.set_cookie("session", copied)
+    assert thief.get("/inspections").status_code == 302  # sent to log in
+
+    client = logged_in(app, "sam", "supervisor-password")
+    copied = client.get_cookie("session").value
+    admin = logged_in(app, "ada", "admin-password")
+    with session_scope(settings.database_url) as session:
+        sam = session.scalar(select(User).where(User.username == "sam"))
+    admin.post(
+        f"/users/{sam.id}",
+        data={"csrf_token": csrf_token(admin, "/users/"), "password": "a-new-password"},
+    )
+    thief = app.test_client()
+    thief.set_cookie("session", copied)
+    assert thief.get("/inspections").status_code == 302
+    assert client.get("/inspections").status_code == 302  # sam logs in again
+    assert logged_in(app, "sam", "a-new-password").get("/inspections").status_code == 200
+
+
+def test_the_last_admin_cannot_be_removed(app, settings):
+    admin = logged_in(app, "ada", "admin-password")
+    with session_scope(settings.database_url) as session:
+        ada = session.scalar(select(User).where(User.username == "ada"))
+        create_user(session, "bob", "bob-password", "admin")
+    demote = {"csrf_token": csrf_token(admin, "/users/"), "role": "supervisor"}
+    page = admin.post(f"/users/{ada.id}", data=demote, follow_redirects=True)
+    assert "ada updated" in page.get_data(as_text=True)  # bob is still an admin
+    with session_scope(settings.database_url) as session:
+        bob = session.scalar(select(User).where(User.username == "bob"))
+    bob_admin = logged_in(app, "bob", "bob-password")
+    token = csrf_token(bob_admin, "/users/")
+    for change, refusal in (
+        ({"role": "supervisor"}, "last active admin"),
+        ({"active": "0"}, "cannot deactivate yourself"),  # only admins deactivate users
+    ):
+        page = bob_admin.post(
+            f"/users/{bob.id}", data={"csrf_token": token, **change}, follow_redirects=True
+        )
+        assert refusal in page.get_data(as_text=True)
+    with session_scope(settings.database_url) as session:
+        bob = session.scalar(select(User).where(User.username == "bob"))
+        assert bob.role == "admin" and bob.active
+
+
+def test_a_failed_login_hashes_as_much_for_an_unknown_user(app, monkeypatch):
+    # A known user's wrong password costs a password hash (about 100 ms); an
+    # unknown user's cost nothing, so the time told which user names exist.
+    import admin.auth
+
+    checked: list[str] = []
+    real_check = admin.auth.check_password_hash
+
+    def counting_check(stored: str, password: str) -> bool:
+        checked.append(stored)
+        return real_check(stored, password)
+
+    monkeypatch.setattr(admin.auth, "check_password_hash", counting_check)
+    for username in ("sam", "nobody-at-all"):
+        client = app.test_client()
+        response = login(client, username, "wrong-password")
+        assert b"Wrong user name or password" in response.data
+    assert len(checked) == 2 and checked[1] == admin.auth.DUMMY_HASH
+
+
+def test_bad_values_get_a_clear_400_not_a_500(app, settings, api_token):
+    add_inspections(settings, 3)
+    client = logged_in(app, "ada", "admin-password")
+    auth = {"Authorization": f"Bearer {api_token}"}
+    huge_cursor = base64.urlsafe_b64encode(b"2026-01-01T00:00:00~" + b"9" * 40).decode()
+    for query in (
+        "camera=cam%00-1",
+        "label=crazing%00",
+        "since=0001-01-01T00:00:00%2B14:00",
+        "until=9999-12-31T23:59:59-14:00",
+        f"after={huge_cursor}",
+        "after=" + base64.urlsafe_b64encode(b"inf~1").decode() + "&sort=dissimilar",
+        "label=" + "x" * 5000,
+    ):
+        assert client.get(f"/inspections?{query}").status_code == 200, query
+        assert client.get(f"/inspections.csv?{query}").status_code == 200, query
+        assert client.get(f"/api/v1/inspections?{query}", headers=auth).status_code == 200, query
+    ids = add_inspections(settings, 1)
+    token = csrf_token(client, f"/inspections/{ids[0]}")
+    long_label = client.post(
+        f"/inspections/{ids[0]}/review",
+        data={"csrf_token": token, "action": "relabel", "label": "x" * 300},
+        follow_redirects=True,
+    )
+    assert long_label.status_code == 200 and "at most 80" in long_label.get_data(as_text=True)
+    api_label = client.post(
+        f"/api/v1/inspections/{ids[0]}/review",
+        headers=auth,
+        json={"action": "relabel", "label": "x" * 300},
+    )
+    assert api_label.status_code == 400 and "at most 80" in api_label.get_json()["error"]
+    long_user = client.post(
+        "/users/",
+        data={
+            "csrf_token": csrf_token(client, "/users/"),
+            "username": "u" * 300,
+            "password": "long-enough",
+            "role": "supervisor",
+        },
+        follow_redirects=True,
+    )
+    assert "at most 80" in long_user.get_data(as_text=True)
+    nul_login = login(app.test_client(), "nobody\x00", "x")
+    assert b"Wrong user name or password" in nul_login.data
+    too_big = app.config["MAX_CONTENT_LENGTH"] + 1
+    upload = client.post(
+        "/api/v1/jobs",
+        headers={**auth, "Content-Type": "application/json"},
+        data=b"{" + b" " * too_big + b"}",
+    )
+    assert upload.status_code == 413 and "error" in upload.get_json()
+    page = client.post("/compare", data=b"x" * too_big, content_type="multipart/form-data")
+    assert page.status_code == 413 and "larger than the site accepts" in page.get_data(as_text=True)
+
+
+def test_an_image_the_worker_refused_as_too_large_is_not_decoded_to_serve(app, settings):
+    # The site applies the worker's pixel limit (here 1 megapixel) before decoding a
+    # stored image: a 169-megapixel upload cost 3 s and 1.2 GiB per request.
+    app.config["MAX_IMAGE_PIXELS"] = 1_000_000
+    key = BlobStore(settings.blob_dir).put(png_bytes(Image.new("L", (2000, 1000))))
+    ids = add_inspections(settings, 1, image_key=key, status="rejected")
+    client = logged_in(app, "sam", "supervisor-password")
+    for path in (f"/images/{key}", f"/images/{key}/thumb"):
+        assert client.get(path).status_code == 415
+    assert client.get(f"/inspections/{ids[0]}").status_code == 200
+    small = BlobStore(settings.blob_dir).put(png_bytes(Image.new("L", (1000, 1000))))
+    assert client.get(f"/images/{small}").status_code == 200

@@ -12,6 +12,8 @@ from celery import Celery
 
 from core.queue import celery_config
 from core.settings import get_settings
+from worker.default_queue import ForwardDefaultQueue
+from worker.heartbeat import Heartbeat
 from worker.restore import RestoreUnackedJobs
 
 
@@ -29,8 +31,13 @@ def worker_config() -> dict[str, Any]:
         worker_hijack_root_logger=True,
         # kombu's Redis transport, keeping jobs popped during a Redis restart
         broker_transport="worker.transport:Transport",
+        # a consumer that stores any broken message, with why, instead of stopping
+        worker_consumer="worker.consumer:Consumer",
         # Events on, so Flower and `celery -A worker events` see the workers' tasks.
         worker_send_task_events=True,
+        # Remote control (shutdown, pause, ping...) only when asked for: any client
+        # of Redis could use it. Workers say they are alive by heartbeat instead.
+        worker_enable_remote_control=settings.worker_remote_control,
     )
     return config
 
@@ -38,3 +45,5 @@ def worker_config() -> dict[str, Any]:
 app = Celery("worker", include=["worker.tasks"])
 app.add_defaults(worker_config)
 app.steps["consumer"].add(RestoreUnackedJobs)
+app.steps["consumer"].add(Heartbeat)
+app.steps["consumer"].add(ForwardDefaultQueue)

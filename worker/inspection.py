@@ -6,6 +6,7 @@ transaction serve many jobs; the Celery task feeds it what it has.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -15,24 +16,27 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
 
 from core.blobs import BlobStore
 from core.db import session_scope
 from core.images import ImageRejected, decode_image
+from core.inbox import read_inbox_file
 from core.jobs import (
     MAX_CAMERA_LENGTH,
     InspectJob,
     JobInvalid,
     decode_b64_image,
-    resolve_inbox_path,
 )
 from core.references import ReferenceCache, register_model_version
 from core.results import insert_inspections
 from core.settings import Settings
-from core.tables import utcnow
+from core.tables import DeadLetter, utcnow
 from core.thresholds import ThresholdCache
 from core.verdict import decide_batch
 from worker import metrics
+from worker.envelope import BODY_EXCERPT_CHARS, json_safe, printable
 
 log = logging.getLogger(__name__)
 
@@ -88,22 +92,26 @@ class PendingJob:
     message: dict[str, Any]
     task_id: str | None
     received_at: datetime = field(default_factory=utcnow)
-    refusal: str | None = None  # why the message was refused before inspection, if it was
+    task_name: str | None = None  # the task the message named, where it was not "inspect"
     job: InspectJob | None = None
     image: Image.Image | None = None
     data: bytes | None = None  # what was sent, kept even when it is no image
     image_key: str | None = None
     error: str | None = None
+    envelope: dict[str, Any] | None = None  # headers and body, as a dead letter keeps them
 
-    def fallback_job_id(self) -> str:
-        """The job's id when the message has no valid one: the Celery task id."""
-        raw = self.message.get("job_id")
-        if isinstance(raw, str):
-            try:
-                return str(uuid.UUID(raw))
-            except ValueError:
-                pass
-        return self.task_id or str(uuid.uuid4())
+    def recovered_job_id(self) -> str | None:
+        """The job's id when the message has no valid one: the Celery task id, which
+        producers set to the job id. None when neither is a UUID: no row can be
+        written for it (another copy of the message would make a second one), so
+        it becomes a dead letter."""
+        for raw in (self.message.get("job_id"), self.task_id):
+            if isinstance(raw, str):
+                try:
+                    return str(uuid.UUID(raw))
+                except ValueError:
+                    pass
+        return None
 
 
 def _printable_camera(value: Any) -> str:
@@ -115,14 +123,7 @@ def _printable_camera(value: Any) -> str:
 def read_image_bytes(job: InspectJob, settings: Settings) -> bytes:
     if job.image_b64 is not None:
         return decode_b64_image(job.image_b64, settings.max_image_bytes)
-    path = resolve_inbox_path(job.image_path or "", settings.inbox_dir)
-    size = path.stat().st_size
-    if size > settings.max_image_bytes:
-        raise ImageRejected(
-            f"the image file is {size:,} bytes, over the limit of "
-            f"{settings.max_image_bytes:,}; send a smaller image"
-        )
-    return path.read_bytes()
+    return read_inbox_file(job.image_path or "", settings.inbox_dir, settings.max_image_bytes)
 
 
 def prepare(pending: PendingJob, runtime: WorkerRuntime) -> None:
@@ -131,9 +132,6 @@ def prepare(pending: PendingJob, runtime: WorkerRuntime) -> None:
     # Start afresh: a batch that is retried (the database was down) is prepared again.
     pending.job, pending.image, pending.data, pending.image_key = None, None, None, None
     pending.error = None
-    if pending.refusal:
-        pending.error = pending.refusal
-        return
     try:
         pending.job = InspectJob.from_message(pending.message)
         data = read_image_bytes(pending.job, settings)
@@ -155,7 +153,7 @@ def rejected_row(pending: PendingJob, processed_at: datetime) -> dict[str, Any]:
     job, message = pending.job, pending.message
     meta = message.get("meta") if isinstance(message.get("meta"), dict) else None
     return base_row(
-        job_id=job.job_id if job else pending.fallback_job_id(),
+        job_id=job.job_id if job else pending.recovered_job_id(),
         camera=job.camera if job else _printable_camera(message.get("camera")),
         status="rejected",
         error=pending.error,
@@ -166,6 +164,48 @@ def rejected_row(pending: PendingJob, processed_at: datetime) -> dict[str, Any]:
         received_at=pending.received_at,
         processed_at=processed_at,
     )
+
+
+def dead_letter_row(pending: PendingJob) -> dict[str, Any]:
+    """A dead letter for a refused message from which no job id could be recovered."""
+    envelope = pending.envelope or {
+        "headers": json_safe({"id": pending.task_id}) if pending.task_id else None,
+        "body": printable(json.dumps(pending.message, default=repr)[:BODY_EXCERPT_CHARS]),
+        "body_bytes": None,
+    }
+    return {
+        "received_at": pending.received_at,
+        "reason": pending.error or "refused",
+        "task": pending.task_name,
+        "task_id": printable(pending.task_id)[:200] if pending.task_id else None,
+        **envelope,
+    }
+
+
+def store_rejections(
+    session: Session, batch: list[PendingJob], processed_at: datetime
+) -> list[dict[str, Any]]:
+    """The refused jobs of ``batch`` (no image, ``error`` set): writes a dead letter
+    for each from which no job id can be recovered, and returns a rejected row for
+    each of the others, for the caller to insert with the rest of its rows."""
+    rows, dead = [], []
+    for pending in batch:
+        if pending.image is not None:
+            continue
+        if pending.job is None and pending.recovered_job_id() is None:
+            dead.append(pending)
+        else:
+            rows.append(rejected_row(pending, processed_at))
+    if dead:
+        session.execute(insert(DeadLetter), [dead_letter_row(p) for p in dead])
+        for pending in dead:
+            metrics.DEAD_LETTERS.inc()
+            log.warning(
+                "dead letter (no job id could be recovered): %s",
+                pending.error,
+                extra={"task_id": pending.task_id},
+            )
+    return rows
 
 
 def base_row(**values: Any) -> dict[str, Any]:
@@ -216,7 +256,7 @@ def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[
         thresholds = runtime.thresholds.get(session)
         verdicts = decide_batch(embeddings, references, thresholds) if good else []
         processed_at = datetime.now(UTC)
-        rows = [rejected_row(p, processed_at) for p in batch if p.image is None]
+        rows = store_rejections(session, batch, processed_at)
         for pending, verdict in zip(good, verdicts, strict=True):
             job = pending.job
             assert job is not None and pending.image is not None
@@ -304,13 +344,24 @@ def record_failures(settings: Settings, batch: list[PendingJob], exc: Exception)
 
     Needs only the database, not the model, so it works when the model does not.
     """
-    processed_at = utcnow()
-    rows = []
     for pending in batch:
+        pending.image = None
         pending.error = (
             f"internal error while inspecting ({type(exc).__name__}: {exc}); the image was "
             "not judged. Resubmit it; if this repeats, tell the operators"
         )
-        rows.append(rejected_row(pending, processed_at))
+    record_refusals(settings, batch)
+
+
+def record_refusals(settings: Settings, batch: list[PendingJob]) -> None:
+    """Store jobs refused before inspection (their ``error`` set): rejected rows or
+    dead letters. Needs only the database."""
     with session_scope(settings.database_url) as session:
-        insert_inspections(session, rows)
+        rows = store_rejections(session, batch, utcnow())
+        inserted = insert_inspections(session, rows)
+    for row in rows:
+        if row["job_id"] in inserted:
+            metrics.JOBS.labels("rejected").inc()
+            metrics.REJECTED.labels(metrics.rejected_reason(row["error"])).inc()
+        fields = {"job_id": row["job_id"]}
+        log.info("job %s rejected: %s", row["job_id"], row["error"], extra=fields)

@@ -1,4 +1,5 @@
-"""Prometheus metrics of a worker process, served on WORKER_METRICS_PORT.
+"""Prometheus metrics of a worker process, served on WORKER_METRICS_HOST:WORKER_METRICS_PORT
+(127.0.0.1 by default: the endpoint has no login, so only this machine reads it).
 
 With the solo pool (recommended) the jobs run in the process that serves the
 metrics. Several workers on one host: each takes the first free port from
@@ -36,6 +37,9 @@ END_TO_END_SECONDS = Histogram(
     "From the producer's enqueue to the stored row",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+DEAD_LETTERS = Counter(
+    "inspection_dead_letters_total", "Messages stored as dead letters (no job id recoverable)"
+)
 DATABASE_RETRIES = Counter(
     "inspection_database_retries_total", "Batches retried because the database was unreachable"
 )
@@ -67,16 +71,17 @@ def rejected_reason(error: str | None) -> str:
     return "bad_message"
 
 
-def start_metrics_server(port: int, attempts: int = 32) -> int | None:
-    """Serve /metrics on the first free port from ``port``; None when disabled or none free."""
+def start_metrics_server(port: int, host: str = "127.0.0.1", attempts: int = 32) -> int | None:
+    """Serve /metrics on ``host`` (this machine only by default: it has no login) at
+    the first free port from ``port``; None when disabled or none free."""
     if port == 0:
         return None
     for candidate in range(port, port + attempts):
         try:
-            start_http_server(candidate)
+            start_http_server(candidate, addr=host)
         except OSError:
             continue
-        log.info("Prometheus metrics on port %d", candidate)
+        log.info("Prometheus metrics on %s port %d", host, candidate)
         return candidate
     log.warning("no free port for metrics in %d-%d", port, port + attempts - 1)
     return None

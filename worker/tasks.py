@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from celery.signals import (
@@ -26,7 +26,6 @@ from celery.signals import (
     worker_ready,
 )
 from celery_batches import Batches, SimpleRequest
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core.jobs import TASK_NAME
 from core.logs import use_json_format
@@ -34,24 +33,17 @@ from core.settings import get_settings
 from worker import metrics
 from worker.celery_app import app
 from worker.inspection import PendingJob, WorkerRuntime, inspect_batch, record_failures
+from worker.retry import backoff_seconds, until_stored
 
 log = logging.getLogger(__name__)
 
-# The database is unreachable (down, restarting, network cut): wait and retry,
-# as long as it takes; the batch stays unacknowledged meanwhile.
-DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
-# Any other error is a bug or a broken dependency: a job that still fails after
-# this many attempts on its own is recorded as rejected, saying why.
+# Any error but the database being unreachable (worker.retry) is a bug or a broken
+# dependency: a job that still fails after this many attempts on its own is
+# recorded as rejected, saying why.
 ATTEMPTS_PER_JOB = 3
-MAX_BACKOFF_S = 30.0
 
 # What the worker's main process knows of its pool, inherited by forked children.
 _pool: dict[str, Any] = {"processes": 1}
-
-
-def backoff_seconds(attempt: int) -> float:
-    """Exponential backoff with jitter, capped: about 1, 2, 4 ... 30 s."""
-    return min(MAX_BACKOFF_S, 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
 
 @worker_init.connect
@@ -68,7 +60,8 @@ def check_configuration(sender: Any = None, **_: Any) -> None:
 @worker_ready.connect
 def serve_metrics(**_: Any) -> None:
     """Once logging is set up, so the port chosen is in the log."""
-    metrics.start_metrics_server(get_settings().worker_metrics_port)
+    settings = get_settings()
+    metrics.start_metrics_server(settings.worker_metrics_port, settings.worker_metrics_host)
 
 
 @after_setup_logger.connect
@@ -111,76 +104,44 @@ class InspectBatches(Batches):
 
 
 def pending_from_request(request: SimpleRequest) -> PendingJob:
-    pending = PendingJob(message=dict(request.kwargs or {}), task_id=request.id)
-    if request.args:
-        pending.refusal = (
-            "the inspect task takes keyword arguments only (job_id, camera, "
-            "captured_at, image_b64 or image_path, meta); it got positional ones"
-        )
-    return pending
+    # The consumer let through only messages with keyword arguments in an object
+    # and no positional ones (worker.envelope.check_task_message).
+    return PendingJob(message=dict(request.kwargs), task_id=request.id)
 
 
 def inspect_until_stored(
     runtime: Callable[[], WorkerRuntime], batch: list[PendingJob], sleep: Callable = time.sleep
 ) -> None:
-    """Inspect ``batch`` and store its rows, whatever it takes; never raises."""
-    attempt = 0
-    while True:
-        attempt += 1
+    """Inspect ``batch`` and store its rows, whatever it takes; never raises.
+
+    The database being unreachable is waited out (``until_stored``); any other
+    error is isolated to the job that causes it, which is retried and then
+    recorded as rejected.
+    """
+    for attempt in range(1, ATTEMPTS_PER_JOB + 1):
         try:
-            inspect_batch(runtime(), batch)
+            until_stored(lambda: inspect_batch(runtime(), batch), sleep)
             return
-        except DATABASE_UNREACHABLE as exc:
-            wait = backoff_seconds(attempt)
-            metrics.DATABASE_RETRIES.inc()
-            log.warning(
-                "database unreachable (%s); %d job(s) wait, retry %d in %.1fs",
-                str(exc).splitlines()[0],
-                len(batch),
-                attempt,
-                wait,
-                extra={"job_ids": [p.task_id for p in batch]},
-            )
-            sleep(wait)
-            attempt = min(attempt, 10)
         except Exception as exc:
+            ids = {"job_ids": [p.task_id for p in batch]}
             if len(batch) > 1:
                 log.exception(
-                    "a batch of %d failed; inspecting its jobs one by one",
-                    len(batch),
-                    extra={"job_ids": [p.task_id for p in batch]},
+                    "a batch of %d failed; inspecting its jobs one by one", len(batch), extra=ids
                 )
                 for pending in batch:
                     inspect_until_stored(runtime, [pending], sleep)
                 return
             if attempt < ATTEMPTS_PER_JOB:
-                log.exception(
-                    "job %s failed (attempt %d)",
-                    batch[0].task_id,
-                    attempt,
-                    extra={"job_id": batch[0].task_id},
-                )
+                log.exception("job %s failed (attempt %d)", batch[0].task_id, attempt, extra=ids)
                 sleep(backoff_seconds(attempt))
                 continue
             log.exception(
                 "job %s failed %d times; recording it as rejected",
                 batch[0].task_id,
                 attempt,
-                extra={"job_id": batch[0].task_id},
+                extra=ids,
             )
-            record_until_stored(batch, exc, sleep)
-            return
-
-
-def record_until_stored(batch: list[PendingJob], exc: Exception, sleep: Callable) -> None:
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            record_failures(get_settings(), batch, exc)
-            return
-        except DATABASE_UNREACHABLE:
-            sleep(backoff_seconds(min(attempt, 10)))
+            until_stored(partial(record_failures, get_settings(), batch, exc), sleep)
 
 
 @app.task(name=TASK_NAME, base=InspectBatches, bind=True, typing=False)

@@ -16,11 +16,17 @@ rescue folder before the error goes on, and pushed back onto its queue as soon
 as Redis answers again (or when the worker next starts). A job rescued this
 way that was in fact recorded is inspected twice at worst, and stored once.
 
+Anything else on the list is delivered too, never raised out of the fetch
+(which stops the worker): an item that is not a kombu message (not JSON, an
+envelope with parts missing, compressed, too large) is wrapped in one that
+says why, and the consumer stores it as a dead letter and acknowledges it.
+
 Select it with Celery's ``broker_transport`` (the worker's configuration does).
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import tempfile
@@ -29,10 +35,16 @@ from pathlib import Path
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
 
+from core.jobs import QUEUE_NAME
 from core.settings import get_settings
+from worker.envelope import UNREADABLE_HEADER
+
+#: what an unreadable item keeps of its bytes (the dead letter shows the start)
+UNREADABLE_KEEP_BYTES = 4096
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +84,87 @@ def rescue_folder() -> RescueFolder:
     return RescueFolder(get_settings().spool_dir / "worker-rescue")
 
 
+def unreadable_envelope(raw: bytes, reason: str, queue: str, task_id: Any = None) -> dict[str, Any]:
+    """A kombu envelope standing for an item that is none: it carries the item's
+    first bytes, in a header why it was unreadable, and the task id it named, if
+    any (a UUID is the job's id: its rejection can be a row). Restored to
+    ``queue`` directly (the default exchange), should its worker die holding it."""
+    headers: dict[str, Any] = {UNREADABLE_HEADER: reason}
+    if isinstance(task_id, str):
+        headers["id"] = task_id[:200]
+    return {
+        "body": base64.b64encode(raw[:UNREADABLE_KEEP_BYTES]).decode("ascii"),
+        "content-type": "application/x-unreadable",
+        "content-encoding": "binary",
+        "headers": headers,
+        "properties": {
+            "delivery_tag": str(uuid.uuid4()),
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "body_encoding": "base64",
+            "priority": 0,
+        },
+    }
+
+
+def envelope_problem(payload: Any) -> str | None:
+    """What keeps kombu from delivering ``payload``, or None when it can."""
+    if not isinstance(payload, dict):
+        return f"a JSON {type(payload).__name__}, not a kombu message object"
+    properties = payload.get("properties")
+    if not isinstance(properties, dict):
+        return "a kombu message without properties"
+    info = properties.get("delivery_info")
+    if not isinstance(properties.get("delivery_tag"), str) or not isinstance(info, dict):
+        return "a kombu message without a delivery tag or delivery info"
+    if not all(isinstance(info.get(key), str) for key in ("exchange", "routing_key")):
+        return "a kombu message whose delivery info names no exchange or routing key"
+    if properties.get("body_encoding") not in (None, "base64", "utf-8"):
+        return f"a body encoded as {str(properties.get('body_encoding'))[:40]!r}"
+    if not isinstance(payload.get("body"), str | None):
+        return "a kombu message whose body is not a string"
+    headers = payload.get("headers")
+    if headers is not None and not isinstance(headers, dict):
+        return f"a kombu message whose headers are a {type(headers).__name__}, not an object"
+    if headers and headers.get("compression"):
+        # refused unread: a small compressed body may expand to gigabytes
+        return "a compressed message (compression is not accepted)"
+    return None
+
+
+class Message(virtual.Message):
+    """A kombu message, or, for a payload that cannot be one, the unreadable
+    envelope standing for it (so the fetch never fails on what a sender wrote)."""
+
+    def __init__(self, payload: Any, channel: Any = None, **kwargs: Any) -> None:
+        problem = envelope_problem(payload)
+        if problem is None:
+            try:
+                super().__init__(payload, channel=channel, **kwargs)
+                return
+            except Exception as exc:
+                problem = f"a kombu message that could not be read ({type(exc).__name__}: {exc})"
+        raw = payload if isinstance(payload, bytes) else _dumps_or_repr(payload).encode()
+        parts = payload if isinstance(payload, dict) else {}
+        properties = parts.get("properties") if isinstance(parts.get("properties"), dict) else {}
+        delivery = properties.get("delivery_info")
+        queue = delivery.get("routing_key") if isinstance(delivery, dict) else None
+        headers = parts.get("headers") if isinstance(parts.get("headers"), dict) else {}
+        reason = f"the broker held {problem}; send jobs with a Celery client (send_task)"
+        envelope = unreadable_envelope(
+            raw, reason, queue if isinstance(queue, str) else QUEUE_NAME, headers.get("id")
+        )
+        super().__init__(envelope, channel=channel, **kwargs)
+
+
+def _dumps_or_repr(payload: Any) -> str:
+    try:
+        return dumps(payload)
+    except Exception:
+        return repr(payload)
+
+
 class Channel(kombu_redis.Channel):
+    Message = Message
     _rescue: RescueFolder | None = None
     _processing_restored = False
     #: the list the pending fetch takes from with BLMOVE; None while BRPOP is pending
@@ -140,7 +232,7 @@ class Channel(kombu_redis.Channel):
             raw_key = bytes(key) if isinstance(key, bytes) else key.encode()
             raw_item = item if isinstance(item, bytes) else item.encode()
             try:
-                self.connection._deliver(loads(bytes_to_str(item)), dest)
+                self.connection._deliver(self.envelope(raw_item, dest), dest)
             except self.connection_errors:
                 self.rescue.put(raw_key, raw_item)
                 raise
@@ -150,6 +242,21 @@ class Channel(kombu_redis.Channel):
             return True
         finally:
             self._in_poll = None
+
+    @staticmethod
+    def envelope(item: bytes, queue: str) -> Any:
+        """The kombu envelope ``item`` holds; for an item that is not JSON or is too
+        large, the unreadable envelope standing for it."""
+        limit = 2 * get_settings().max_image_bytes + 1024 * 1024  # base64 and the rest
+        if len(item) > limit:
+            reason = f"a {len(item):,}-byte item, over the limit of {limit:,} bytes"
+        else:
+            try:
+                return loads(bytes_to_str(item))
+            except (ValueError, TypeError, UnicodeDecodeError) as exc:
+                reason = f"a {len(item):,}-byte item that is not JSON ({str(exc)[:120]})"
+        reason = f"the broker held {reason}; send jobs with a Celery client (send_task)"
+        return unreadable_envelope(item, reason, queue)
 
 
 class Transport(kombu_redis.Transport):
