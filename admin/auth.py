@@ -60,7 +60,9 @@ class SessionUser(UserMixin):
 def load_user(session_id: str) -> SessionUser | None:
     user_id, _, version = session_id.partition(".")
     if not (user_id.isdigit() and version.isdigit() and len(session_id) < 40):
-        return None
+        return None  # a cookie from before session versions, or not ours
+    if int(user_id) >= 2**31:
+        return None  # users.id is a 32-bit integer
     user = get_db().get(User, int(user_id))
     if user is None or not user.active or user.session_version != int(version):
         return None

@@ -40,7 +40,16 @@ class Consumer(CeleryConsumer):
             except Exception as exc:  # a check that itself failed: still the message's fault
                 log.exception("could not check a message")
                 return self.refuse(message, MessageRefused(f"unreadable message ({exc!r:.200})"))
-            return celery_handler(message)
+            try:
+                return celery_handler(message)
+            except Exception as exc:
+                # Something the check above let through that Celery still cannot
+                # take: the message pays, not the worker (were the job buffered
+                # after all, its row is written once and the second ack is a no-op).
+                log.exception("Celery could not take a checked message")
+                reason = f"the worker could not take this message ({exc!r:.200})"
+                task_id = (message.headers or {}).get("id")
+                return self.refuse(message, MessageRefused(reason, task_id=task_id))
 
         return on_task_received
 
