@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench lint format venv system-deps services screenshots clean
+.PHONY: demo test test-unit bench lint format venv system-deps services screenshots clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,19 +26,25 @@ services:
 demo: venv
 	$(PY) scripts/demo.py
 
+# tests/unit needs no services (under a minute); tests/integration runs real
+# PostgreSQL, Redis, Celery workers and Chromium.
 test: venv system-deps services
-	$(PY) -m pytest
+	$(PY) -m pytest tests/unit tests/integration
+
+test-unit: venv
+	$(PY) -m pytest tests/unit
 
 bench: venv services
 	$(PY) -m bench
 
 # Re-take the screenshots in docs/screenshots/ (the browser test, in Chromium).
 screenshots: venv system-deps services
-	SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q tests/test_browser.py
+	SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q tests/integration/test_browser.py
 
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: venv
 	$(VENV)/bin/ruff check --fix .

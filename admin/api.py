@@ -3,24 +3,29 @@
 Tokens are made by admins (the Users page, or ``flask --app admin create-token``)
 and stored as hashes. Token requests need no CSRF token: browsers never attach
 a bearer token on their own.
+
+Every request and response body is a model in ``admin.api_schemas``;
+``api_spec.validate`` checks each request against its model before the handler
+runs (after the token check) and documents the operation in ``/api/v1/openapi.json``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, g, jsonify, request, url_for
+from flask import Blueprint, current_app, g, jsonify, request, url_for
 from flask_login import current_user
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis import RedisError
+from spectree import Response
 
+from admin import api_schemas as schemas
 from admin.db import get_celery_client, get_db
-from admin.inspections import REVIEW_ACTIONS, apply_review
-from admin.openapi import openapi_spec
-from admin.queue import QueueFilter, fetch_page
+from admin.inspections import apply_review
+from admin.openapi import api_spec, errors, openapi_document
+from admin.review_queue import QueueFilter, fetch_page
 from admin.tokens import refuse_token
 from core.jobs import InspectJob, JobInvalid, parse_timestamp, send_job
 from core.settings import get_settings
@@ -31,7 +36,7 @@ MAX_LIMIT = 500
 
 
 def error(status: int, message: str) -> Any:
-    response = jsonify({"error": message})
+    response = jsonify(schemas.Error(error=message).model_dump())
     response.status_code = status
     return response
 
@@ -61,120 +66,148 @@ def authenticate() -> Any:
 bp.before_request(authenticate)
 
 
-def as_json(row: Inspection) -> dict[str, Any]:
-    def when(value: datetime | None) -> str | None:
-        return value.isoformat() if value else None
+def parsed(part: str) -> Any:
+    """The request's ``query``, ``json`` or ``form`` as its model (None when the
+    request had no such part), as ``api_spec.validate`` parsed it."""
+    return getattr(request.context, part)  # type: ignore[attr-defined]
 
-    return {
-        "id": row.id,
-        "job_id": row.job_id,
-        "camera": row.camera,
-        "status": row.status,
-        "label": row.label,
-        "dissimilarity": row.dissimilarity,
-        "threshold": row.threshold,
-        "nearest_reference_id": row.nearest_reference_id,
-        "distances": row.distances or [],
-        "model_version": row.model_version,
-        "error": row.error,
-        "meta": row.meta or {},
-        "captured_at": when(row.captured_at),
-        "received_at": when(row.received_at),
-        "processed_at": when(row.processed_at),
-        "image_url": url_for("images.full", key=row.image_key) if row.image_key else None,
-        "review": {
-            "state": row.review_state,
-            "label": row.review_label,
-            "by": row.reviewed_by,
-            "at": when(row.reviewed_at),
-            "comment": row.review_comment,
-        },
-    }
+
+def as_body(row: Inspection) -> schemas.Inspection:
+    return schemas.Inspection(
+        id=row.id,
+        job_id=row.job_id,
+        camera=row.camera,
+        status=row.status,
+        label=row.label,
+        dissimilarity=row.dissimilarity,
+        threshold=row.threshold,
+        nearest_reference_id=row.nearest_reference_id,
+        distances=row.distances or [],
+        model_version=row.model_version,
+        error=row.error,
+        meta=row.meta or {},
+        captured_at=row.captured_at,
+        received_at=row.received_at,
+        processed_at=row.processed_at,
+        image_url=url_for("images.full", key=row.image_key) if row.image_key else None,
+        review=schemas.Review(
+            state=row.review_state,
+            label=row.review_label,
+            by=row.reviewed_by,
+            at=row.reviewed_at,
+            comment=row.review_comment,
+        ),
+    )
 
 
 @bp.get("/inspections")
+@api_spec.validate(
+    query=schemas.InspectionQuery,
+    resp=Response(
+        HTTP_200=(schemas.InspectionPage, "a page of inspections"), **errors(400, 401, 403)
+    ),
+)
 def list_inspections() -> Any:
-    args = dict(request.args)
-    args.setdefault("status", "")  # the API lists every status unless asked
-    f = QueueFilter.from_args(args)
-    try:
-        limit = min(max(int(request.args.get("limit", 50)), 1), MAX_LIMIT)
-    except ValueError:
-        return error(400, "limit must be a whole number")
-    rows, cursor = fetch_page(get_db(), f, request.args.get("after"), limit)
-    return jsonify({"items": [as_json(r) for r in rows], "next": cursor})
+    """List inspections, newest first (keyset pages)
+
+    Filters as the supervisors' queue has them; every status unless asked.
+    """
+    query: schemas.InspectionQuery = parsed("query")
+    f = QueueFilter.from_args(query.model_dump(exclude={"after", "limit"}))
+    limit = min(max(query.limit, 1), MAX_LIMIT)
+    rows, cursor = fetch_page(get_db(), f, query.after or None, limit)
+    return schemas.InspectionPage(items=[as_body(r) for r in rows], next=cursor)
 
 
 @bp.get("/inspections/<int:inspection_id>")
+@api_spec.validate(
+    resp=Response(HTTP_200=(schemas.Inspection, "the inspection"), **errors(401, 403, 404))
+)
 def get_inspection(inspection_id: int) -> Any:
+    """One inspection
+
+    Its `image_url` can be fetched with the same token.
+    """
     row = get_db().get(Inspection, inspection_id)
-    return jsonify(as_json(row)) if row else error(404, "no such inspection")
+    return as_body(row) if row else error(404, "no such inspection")
 
 
 @bp.post("/inspections/<int:inspection_id>/review")
+@api_spec.validate(
+    json=schemas.ReviewRequest,
+    resp=Response(
+        HTTP_200=(schemas.Inspection, "the inspection, reviewed"), **errors(400, 401, 403, 404)
+    ),
+)
 def review_inspection(inspection_id: int) -> Any:
+    """Review an inspection
+
+    Confirm it, mark a false alarm, relabel it or comment; the review is signed
+    `api:<token name>`.
+    """
     db = get_db()
     row = db.get(Inspection, inspection_id)
     if row is None:
         return error(404, "no such inspection")
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        return error(400, 'send a JSON object: {"action": "confirm"}')
-    action = str(body.get("action", ""))
-    if action not in (*REVIEW_ACTIONS, "comment"):
-        return error(400, f"action must be one of {', '.join([*REVIEW_ACTIONS, 'comment'])}")
+    body: schemas.ReviewRequest = parsed("json")
     try:
         apply_review(
             row,
-            action,
-            str(body.get("label") or ""),
-            str(body.get("comment") or ""),
+            body.action,
+            body.label or "",
+            body.comment or "",
             # the token signs the review; a reviewer named in the body is noted,
             # never taken as who reviewed (a camera's token could name an admin)
-            reviewer=reviewed_by(g.api_client, body.get("reviewer")),
+            reviewer=reviewed_by(g.api_client, body.reviewer),
         )
     except ValueError as exc:
         return error(400, str(exc))
     db.commit()
-    return jsonify(as_json(row))
+    return as_body(row)
 
 
-def reviewed_by(client: str, named: Any) -> str:
+def reviewed_by(client: str, named: str | None) -> str:
     """``api:<token name>``, and ``for <name>`` when the body names a person."""
-    named = "".join(ch for ch in str(named or "") if ch.isprintable()).strip()
+    named = "".join(ch for ch in (named or "") if ch.isprintable()).strip()
     return f"{client} for {named}"[:80] if named else client
 
 
 @bp.post("/jobs")
+@api_spec.validate(
+    json=schemas.JobSubmission,
+    form=schemas.JobUpload,
+    resp=Response(HTTP_202=(schemas.JobQueued, "queued"), **errors(400, 401, 403, 413, 503)),
+)
 def submit_job() -> Any:
-    """Enqueue an image, exactly as the producer does: multipart or JSON."""
-    settings = get_settings()
-    if request.files:
-        upload = request.files.get("image")
-        if upload is None:
-            return error(400, "send the image in a form field named 'image'")
-        data, fields = upload.read(), request.form
-    else:
-        fields = request.get_json(silent=True)
-        if not isinstance(fields, dict) or "image_b64" not in fields:
-            return error(400, "send multipart with an 'image' file, or JSON with 'image_b64'")
+    """Submit an image for inspection
+
+    Multipart with the image as a file, or JSON with it in base64; it is enqueued
+    exactly as the producers do.
+    """
+    upload: schemas.JobUpload | None = parsed("form")
+    fields: schemas.JobUpload | schemas.JobSubmission
+    if upload is not None:
+        data, fields, meta = upload.image.read(), upload, {}
+    else:  # SpecTree parses every request that is not a form as JSON
+        submission: schemas.JobSubmission = parsed("json")
         try:
-            data = base64.b64decode(str(fields["image_b64"]), validate=True)
+            data = base64.b64decode(submission.image_b64, validate=True)
         except (binascii.Error, ValueError):
             return error(400, "image_b64 is not valid base64")
+        fields, meta = submission, submission.meta or {}
+    settings = get_settings()
     if not data:
         return error(400, "the image is empty")
     if len(data) > settings.max_image_bytes:
         return error(413, f"the image is over the limit of {settings.max_image_bytes} bytes")
-    meta = fields.get("meta") if isinstance(fields.get("meta"), dict) else {}
     try:
-        captured = fields.get("captured_at")
+        captured = fields.captured_at
         job = InspectJob.for_image_bytes(
             data,
-            str(fields.get("camera", "")),
+            fields.camera,
             parse_timestamp(captured, "captured_at") if captured else None,
             {**meta, "source": "http"},
-            fields.get("job_id") or None,
+            fields.job_id or None,
         )
         InspectJob.from_message(job.to_message())  # the same checks the worker makes
         send_job(job, get_celery_client())
@@ -182,12 +215,15 @@ def submit_job() -> Any:
         return error(400, str(exc))
     except (KombuOperationalError, RedisError, OSError):
         return error(503, "the queue is not reachable; retry later")
-    return jsonify({"job_id": job.job_id, "status": "queued"}), 202
+    return schemas.JobQueued(job_id=job.job_id, status="queued"), 202
 
 
 @bp.get("/openapi.json")
+@api_spec.validate(resp=Response(HTTP_200=(None, "this document"), **errors(401)))
 def spec() -> Any:
-    return jsonify(openapi_spec())
+    """This description of the API"""
+    # this endpoint itself: any token, or a session (see authenticate)
+    return jsonify(openapi_document(current_app, bp.name, {**ENDPOINT_SCOPES, "api.spec": None}))
 
 
 @bp.errorhandler(404)

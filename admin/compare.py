@@ -7,7 +7,6 @@ import base64
 import io
 from typing import Any
 
-import numpy as np
 from flask import Blueprint, render_template
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
@@ -19,6 +18,7 @@ from core.images import ImageRejected, decode_image
 from core.settings import get_settings
 from core.thresholds import GLOBAL, load_thresholds
 from core.verdict import decide_batch
+from model.compare import compare_images
 
 bp = Blueprint("compare", __name__)
 
@@ -55,26 +55,29 @@ def compare() -> Any:
             except ImageRejected as exc:
                 errors.append(f"{field.label.text}: {exc}")
         if not errors:
-            result = compare_images(images)
+            result = compare_uploads(images)
     elif form.is_submitted():
         errors = [e for field_errors in form.errors.values() for e in field_errors]
     return render_template("compare.html", form=form, result=result, errors=errors)
 
 
-def compare_images(images: list[Image.Image]) -> dict[str, Any]:
+def compare_uploads(images: list[Image.Image]) -> dict[str, Any]:
+    """model.compare's comparison at the threshold in force, and each image's verdict
+    against the reference library, as the line would judge it."""
     embedder = get_embedder()
     db = get_db()
-    codes = embedder.embed(images)
     references = get_reference_cache(get_store(), db).get(db)
     thresholds = load_thresholds(db, embedder.threshold, embedder.version)
     db.commit()  # reference embeddings computed on the way are kept
-    distance = float(np.linalg.norm(codes[0] - codes[1]))
-    threshold = thresholds.for_label(GLOBAL)
+    comparison = compare_images(
+        embedder, images[0], images[1], threshold=thresholds.for_label(GLOBAL)
+    )
+    codes = comparison.codes
     verdicts = decide_batch(codes, references, thresholds) if len(references) else [None, None]
     return {
-        "distance": distance,
-        "threshold": threshold,
-        "same": distance <= threshold,
+        "distance": comparison.dissimilarity,
+        "threshold": comparison.threshold,
+        "same": comparison.same_class,
         "model_version": embedder.version,
         "images": [preview(image) for image in images],
         "nearest": [

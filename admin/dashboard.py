@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from admin.db import get_db
-from core.queue import queue_length, workers_online
+from core.queue import jobs_held, queue_length, workers_online
 from core.tables import DeadLetter, Inspection, ModelVersion, utcnow
 
 bp = Blueprint("dashboard", __name__)
@@ -69,7 +69,7 @@ def line_status() -> dict[str, Any]:
     try:
         client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
         status["queue"] = queue_length(client)
-        status["unacked"] = int(client.hlen("unacked"))
+        status["unacked"] = jobs_held(client)
         status["workers"] = workers_online(client)
         client.close()
     except (redis.RedisError, OSError) as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -38,7 +37,7 @@ def get_store() -> BlobStore:
 
 @lru_cache(maxsize=4)
 def _celery_client(redis_url: str) -> Any:
-    return make_client(replace(get_settings(), redis_url=redis_url))
+    return make_client(get_settings().model_copy(update={"redis_url": redis_url}))
 
 
 def get_celery_client() -> Any:

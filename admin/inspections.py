@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from admin.auth import safe_next
 from admin.db import get_db, get_or_404
-from admin.queue import (
+from admin.review_queue import (
     SORTS,
     QueueFilter,
     bounded_count,
@@ -46,7 +46,8 @@ def index() -> Any:
 @bp.route("/flagged")
 def flagged() -> Any:
     """The original address of the queue."""
-    return redirect(url_for("inspections.queue", **request.args))
+    args: dict[str, Any] = request.args.to_dict()
+    return redirect(url_for("inspections.queue", **args))
 
 
 @bp.route("/inspections")

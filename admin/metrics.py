@@ -26,7 +26,7 @@ from prometheus_client import (
 
 from admin.db import get_db
 from admin.tokens import refuse_token
-from core.queue import queue_length
+from core.queue import jobs_held, queue_length
 
 bp = Blueprint("metrics", __name__)
 
@@ -58,7 +58,7 @@ def metrics() -> Any:
             current_app.config["REDIS_URL"], socket_timeout=2, socket_connect_timeout=2
         )
         QUEUE_LENGTH.set(queue_length(client))
-        HELD.set(client.hlen("unacked"))
+        HELD.set(jobs_held(client))
         client.close()
     except redis.RedisError:
         QUEUE_LENGTH.set(float("nan"))

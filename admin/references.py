@@ -42,12 +42,14 @@ class ReferenceForm(FlaskForm):
 @bp.route("/")
 def library() -> Any:
     db = get_db()
-    matches = dict(
+    matches: dict[int | None, int] = dict(
         db.execute(
             select(Inspection.nearest_reference_id, func.count(Inspection.id))
             .where(Inspection.nearest_reference_id.is_not(None))
             .group_by(Inspection.nearest_reference_id)
-        ).all()
+        )
+        .tuples()
+        .all()
     )
     references = db.scalars(select(Reference).order_by(Reference.label, Reference.id)).all()
     by_label: dict[str, list[Reference]] = {}

@@ -79,8 +79,8 @@ def thresholds() -> Any:
                 )
                 .order_by(Inspection.processed_at.desc())
                 .limit(PREVIEW_LIMIT)
-            ).all()
-            preview = preview_change(rows, current, label, value)
+            )
+            preview = preview_change(rows.tuples().all(), current, label, value)
         except ValueError as exc:
             flash(str(exc), "error")
     every_setting = db.scalars(

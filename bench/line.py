@@ -109,15 +109,15 @@ class Line:
     """Workers for one scenario on a fresh database and an empty queue."""
 
     def __init__(self, base: Settings, scenario: Scenario, workdir: Path) -> None:
-        self.settings = replace(
-            base,
-            inspect_batch_size=scenario.batch_size,
-            inspect_batch_wait_ms=scenario.batch_wait_ms,
-            model_threads=scenario.threads,
-            model_checkpoint=scenario.checkpoint or base.model_checkpoint,
-            log_level="WARNING",
-            # the throughput run pauses and resumes consumption by remote control
-            worker_remote_control=True,
+        self.settings = base.model_copy(
+            update={
+                "inspect_batch_size": scenario.batch_size,
+                "inspect_batch_wait_ms": scenario.batch_wait_ms,
+                "model_threads": scenario.threads,
+                "model_checkpoint": scenario.checkpoint or base.model_checkpoint,
+                "log_level": "WARNING",
+                "worker_remote_control": True,
+            }
         )
         self.scenario = scenario
         self.workdir = workdir
@@ -273,12 +273,13 @@ def measure_latency(
 
 
 def prepare_base(workdir: Path, database_url: str, redis_url: str) -> Settings:
-    base = replace(
-        settings_from_env({}),
-        database_url=database_url,
-        redis_url=redis_url,
-        blob_dir=workdir / "blobs",
-        spool_dir=workdir / "spool",
+    base = settings_from_env({}).model_copy(
+        update={
+            "database_url": database_url,
+            "redis_url": redis_url,
+            "blob_dir": workdir / "blobs",
+            "spool_dir": workdir / "spool",
+        }
     )
     with session_scope(database_url) as session:
         seed_from_folder(session, BlobStore(base.blob_dir), SAMPLE, "bench")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
-from admin.queue import QueueFilter, bounded_count, encode_cursor, fetch_page
+from admin.review_queue import QueueFilter, bounded_count, encode_cursor, fetch_page
 from bench.line import fresh_database
 from core.db import session_scope
 from core.tables import Inspection

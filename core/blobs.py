@@ -18,11 +18,12 @@ import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _load_syncfs():  # type: ignore[no-untyped-def]
+def _load_syncfs() -> Any:
     """Linux's syncfs(2), which flushes one file system; None where unavailable."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)

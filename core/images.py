@@ -52,7 +52,7 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
             fmt = image.format or "unknown"
             width, height = image.size
             if fmt not in ACCEPTED_FORMATS:

@@ -6,7 +6,7 @@ so producers and workers can never disagree on serialisation or queues.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import redis
 from celery import Celery
@@ -43,13 +43,22 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+# redis-py types its sync and async clients as one (``Awaitable[int] | int``); these
+# clients are sync, hence the casts below.
+
+
 def queue_length(client: redis.Redis) -> int:
     """Jobs waiting in the queue (not those a worker holds unacknowledged).
 
     Redis keeps the queue as one list named after it (one priority level, see
     ``broker_transport_options`` above), so its length is the count.
     """
-    return int(client.llen(QUEUE_NAME))
+    return int(cast(int, client.llen(QUEUE_NAME)))
+
+
+def jobs_held(client: redis.Redis) -> int:
+    """Jobs workers have taken and not yet acknowledged (kombu's ``unacked`` hash)."""
+    return int(cast(int, client.hlen("unacked")))
 
 
 #: each worker's heartbeat: a key per worker (its node name after the prefix) that

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,7 @@ def insert_inspections(session: Session, rows: Sequence[dict[str, Any]]) -> set[
     if not rows:
         return set()
     dialect = session.get_bind().dialect.name
+    statement: Any
     if dialect == "postgresql":
         statement = postgresql.insert(Inspection).on_conflict_do_nothing(index_elements=["job_id"])
     elif dialect == "sqlite":
@@ -35,7 +36,7 @@ def insert_inspections(session: Session, rows: Sequence[dict[str, Any]]) -> set[
         rows = [r for r in rows if r["job_id"] not in existing]
         if not rows:
             return set()
-        statement = Inspection.__table__.insert()
+        statement = insert(Inspection)
     # RETURNING names the rows really inserted (conflicts return nothing), where
     # an executemany rowcount is unreliable across drivers.
     result = session.connection().execute(statement.returning(Inspection.job_id), list(rows))

@@ -1,8 +1,13 @@
 """Typed settings, read once from the environment, validated at start-up.
 
+Each variable is declared once, below: its type, default, environment name and
+what it means (pydantic-settings). The README's table of variables is printed
+from these declarations (``python -m core.settings``) and a test checks that
+the README holds exactly that table.
+
 Nothing is read at import time: call ``get_settings()``. Defaults make the demo
 run with no variables set; production (``INSPECTION_ENV=production``) requires
-``SECRET_KEY``.
+``SECRET_KEY``. An empty variable counts as unset.
 """
 
 from __future__ import annotations
@@ -10,181 +15,248 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, JsonValue, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class SettingsError(ValueError):
     """A configuration value is missing or malformed; the message says which and how."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str = "sqlite:///var/inspection.db"
-    redis_url: str = "redis://localhost:6379/0"
-    blob_dir: Path = Path("var/blobs")
-    inbox_dir: Path = Path("var/inbox")
-    model_checkpoint: Path | None = None  # None: the checkpoint shipped in model/weights/
-    secret_key: str = field(default="", repr=False)
-    environment: str = "demo"
-    match_threshold: float | None = None  # None: the threshold stored in the checkpoint
-    max_image_bytes: int = 8 * 1024 * 1024
-    max_image_pixels: int = 40_000_000
-    model_device: str = "auto"
-    log_level: str = "INFO"
-    log_format: str = "text"  # or "json": one object per line, with job ids as fields
-    worker_metrics_port: int = 9808  # Prometheus endpoint of each worker process; 0: none
-    worker_metrics_host: str = "127.0.0.1"  # the address it listens on (0.0.0.0: every one)
-    # Celery's remote control (ping, shutdown, pause...) over Redis: off, since
-    # anyone who reaches Redis could stop the workers; workers report by heartbeat
-    worker_remote_control: bool = False
-    cookie_secure: bool = False  # send session cookies over HTTPS only
-    inspect_batch_size: int = 32  # jobs embedded in one forward pass, at most
-    inspect_batch_wait_ms: int = 50  # how long a partial batch waits for more jobs
-    visibility_timeout_s: int = 600  # an unacknowledged job goes back to the queue after this
-    model_threads: int = 0  # torch threads per worker process; 0: cores / processes
-    spool_dir: Path = Path("var/spool")  # producers keep here what Redis did not take
-    max_queue_length: int = 5000  # producers slow down above this many queued jobs
+def setting(default: Any, env: str, description: str, shown: str | None = None, **kw: Any) -> Any:
+    """A field read from the environment variable ``env``; ``shown`` is the default
+    as the README's table says it, where the value itself would not help."""
+    extra: dict[str, JsonValue] | None = {"shown_default": shown} if shown else None
+    return Field(default, alias=env, description=description, json_schema_extra=extra, **kw)
+
+
+Positive = Annotated[int, Field(ge=1)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="ignore",
+        case_sensitive=True,
+        env_ignore_empty=True,
+        validate_by_name=True,  # Settings(database_url=...) in code, DATABASE_URL outside
+        validate_default=True,
+    )
+
+    database_url: str = setting(
+        "sqlite:///var/inspection.db",
+        "DATABASE_URL",
+        "SQLAlchemy URL; PostgreSQL: `postgresql+psycopg://user:pass@host/db`",
+    )
+    redis_url: str = setting("redis://localhost:6379/0", "REDIS_URL", "Celery broker")
+    blob_dir: Path = setting(
+        Path("var/blobs"),
+        "BLOB_DIR",
+        "image store (a shared volume when workers run on several hosts)",
+    )
+    inbox_dir: Path = setting(
+        Path("var/inbox"), "INBOX_DIR", "the only folder `image_path` jobs may point into"
+    )
+    model_checkpoint: Path | None = setting(
+        None,
+        "MODEL_CHECKPOINT",
+        "checkpoint workers and admin load; `model/weights/five-view.pt` for lines that need "
+        "the accuracy on fine textures more than the throughput",
+        shown="`model/weights/default.pt`",
+    )
+    model_device: str = setting(
+        "auto", "MODEL_DEVICE", "`auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`"
+    )
+    match_threshold: Annotated[float, Field(gt=0)] | None = setting(
+        None,
+        "MATCH_THRESHOLD",
+        "overrides the calibrated match threshold",
+        shown="from the checkpoint",
+    )
+    max_image_bytes: Positive = setting(
+        8 * 1024 * 1024, "MAX_IMAGE_BYTES", "larger images are rejected"
+    )
+    max_image_pixels: Positive = setting(
+        40_000_000, "MAX_IMAGE_PIXELS", "images with more pixels are rejected"
+    )
+    environment: Literal["demo", "production"] = setting(
+        "demo",
+        "INSPECTION_ENV",
+        "`production` requires `SECRET_KEY` and turns on secure cookies",
+    )
+    secret_key: str = setting(
+        "",
+        "SECRET_KEY",
+        "Flask sessions and CSRF; required in production",
+        shown="random per run in demo",
+        repr=False,
+    )
+    cookie_secure: bool | None = setting(
+        None, "COOKIE_SECURE", "session cookies over HTTPS only", shown="on in production"
+    )
+    log_level: str = setting("INFO", "LOG_LEVEL", "logging level")
+    log_format: Literal["text", "json"] = setting(
+        "text", "LOG_FORMAT", "`json`: one JSON object per line, job ids as fields"
+    )
+    worker_metrics_port: Annotated[int, Field(ge=0)] = setting(
+        9808,
+        "WORKER_METRICS_PORT",
+        "each worker's Prometheus endpoint (next free port if taken; `0`: none)",
+    )
+    worker_metrics_host: str = setting(
+        "127.0.0.1",
+        "WORKER_METRICS_HOST",
+        "the address it listens on; it has no login, so only this machine by default "
+        "(compose: `0.0.0.0` on its private network)",
+    )
+    worker_remote_control: bool = setting(
+        False,
+        "WORKER_REMOTE_CONTROL",
+        "`1` turns on Celery's remote control (`celery inspect`, Flower's controls); off, "
+        "since anyone who reaches Redis could stop the workers with it",
+        shown="`0`",
+    )
+    inspect_batch_size: Positive = setting(
+        32, "INSPECT_BATCH_SIZE", "a worker embeds up to this many jobs in one forward pass"
+    )
+    inspect_batch_wait_ms: Positive = setting(
+        50, "INSPECT_BATCH_WAIT_MS", "... or what has arrived after this many milliseconds"
+    )
+    model_threads: Annotated[int, Field(ge=0)] = setting(
+        0, "MODEL_THREADS", "torch threads per worker process", shown="cores / processes"
+    )
+    visibility_timeout_s: Annotated[int, Field(ge=5)] = setting(
+        600,
+        "BROKER_VISIBILITY_TIMEOUT",
+        "seconds before a job a dead worker held goes back to the queue",
+    )
+    spool_dir: Path = setting(
+        Path("var/spool"),
+        "SPOOL_DIR",
+        "producers keep here what Redis could not take, and send it when it answers",
+    )
+    max_queue_length: Positive = setting(
+        5000, "MAX_QUEUE_LENGTH", "producers wait while the queue is this long (backpressure)"
+    )
 
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
 
+    @field_validator("environment", "log_format", mode="before")
+    @classmethod
+    def lower_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
-def _parse_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
-    return value
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def upper_case(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def sqlalchemy_url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("must be a SQLAlchemy URL, such as postgresql+psycopg://host/db")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def secret_key_in_production(cls, value: str, info: ValidationInfo) -> str:
+        if value:
+            return value
+        if info.data.get("environment") == "production":
+            raise ValueError(
+                "is required when INSPECTION_ENV=production; set it to a long random "
+                "string shared by all admin processes"
+            )
+        return secrets.token_hex(32)  # demo: random per run
+
+    @field_validator("cookie_secure")
+    @classmethod
+    def secure_in_production(cls, value: bool | None, info: ValidationInfo) -> bool:
+        return value if value is not None else info.data.get("environment") == "production"
 
 
-def _parse_choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
-    value = (env.get(name) or default).strip().lower()
-    if value not in choices:
-        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    return value
+# What pydantic says, as this project says it to whoever set the variable.
+MESSAGES = {
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "bool_parsing": "must be 1/true/yes or 0/false/no",
+}
 
 
-def _parse_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = (env.get(name) or "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name} must be 1/true/yes or 0/false/no, got {raw!r}")
-
-
-def _parse_optional_float(env: Mapping[str, str], name: str) -> float | None:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be positive, got {value}")
-    return value
+def explain(error: ValidationError) -> str:
+    """The first fault of ``error``, naming the variable, what it must be and what it was."""
+    fault = error.errors()[0]
+    name = str(fault["loc"][0]) if fault["loc"] else "a setting"
+    field = Settings.model_fields.get(name)
+    variable = field.alias if field is not None and field.alias else name
+    kind, context = fault["type"], fault.get("ctx") or {}
+    if kind in MESSAGES:
+        what = MESSAGES[kind]
+    elif kind in ("greater_than_equal", "greater_than"):
+        what = f"must be at least {context.get('ge', context.get('gt'))}"
+    elif kind == "literal_error":
+        what = f"must be one of {context.get('expected', '')}"
+    else:
+        what = str(fault["msg"]).removeprefix("Value error, ")
+    return f"{variable} {what}, got {fault.get('input')!r}"
 
 
 def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
-    """Build and validate settings from a mapping (``os.environ`` by default)."""
-    env = os.environ if env is None else env
-    environment = env.get("INSPECTION_ENV", "demo").strip().lower()
-    if environment not in ("demo", "production"):
-        raise SettingsError(f"INSPECTION_ENV must be 'demo' or 'production', got {environment!r}")
-    secret_key = env.get("SECRET_KEY", "")
-    if not secret_key:
-        if environment == "production":
-            raise SettingsError(
-                "SECRET_KEY is required when INSPECTION_ENV=production; "
-                "set it to a long random string shared by all admin processes"
-            )
-        secret_key = secrets.token_hex(32)  # demo: random per run
-    database_url = env.get("DATABASE_URL") or Settings.database_url
-    if "://" not in database_url:
-        raise SettingsError(f"DATABASE_URL must be a SQLAlchemy URL, got {database_url!r}")
-    redis_url = env.get("REDIS_URL") or Settings.redis_url
-    if not redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError(f"REDIS_URL must start with redis://, got {redis_url!r}")
-    checkpoint = env.get("MODEL_CHECKPOINT") or None
-    return Settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        blob_dir=Path(env.get("BLOB_DIR") or Settings.blob_dir),
-        inbox_dir=Path(env.get("INBOX_DIR") or Settings.inbox_dir),
-        model_checkpoint=Path(checkpoint) if checkpoint else None,
-        secret_key=secret_key,
-        environment=environment,
-        match_threshold=_parse_optional_float(env, "MATCH_THRESHOLD"),
-        max_image_bytes=_parse_int(env, "MAX_IMAGE_BYTES", Settings.max_image_bytes),
-        max_image_pixels=_parse_int(env, "MAX_IMAGE_PIXELS", Settings.max_image_pixels),
-        model_device=env.get("MODEL_DEVICE") or Settings.model_device,
-        log_level=(env.get("LOG_LEVEL") or Settings.log_level).upper(),
-        log_format=_parse_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
-        worker_metrics_port=_parse_int(env, "WORKER_METRICS_PORT", 9808, minimum=0),
-        worker_metrics_host=(env.get("WORKER_METRICS_HOST") or Settings.worker_metrics_host),
-        worker_remote_control=_parse_bool(env, "WORKER_REMOTE_CONTROL", default=False),
-        cookie_secure=_parse_bool(env, "COOKIE_SECURE", default=environment == "production"),
-        inspect_batch_size=_parse_int(env, "INSPECT_BATCH_SIZE", Settings.inspect_batch_size),
-        inspect_batch_wait_ms=_parse_int(
-            env, "INSPECT_BATCH_WAIT_MS", Settings.inspect_batch_wait_ms, minimum=1
-        ),
-        visibility_timeout_s=_parse_int(
-            env, "BROKER_VISIBILITY_TIMEOUT", Settings.visibility_timeout_s, minimum=5
-        ),
-        model_threads=_parse_int(env, "MODEL_THREADS", 0, minimum=0),
-        spool_dir=Path(env.get("SPOOL_DIR") or Settings.spool_dir),
-        max_queue_length=_parse_int(env, "MAX_QUEUE_LENGTH", Settings.max_queue_length),
-    )
+    """Build and validate settings from a mapping of variables (``os.environ`` by default)."""
+    values = {key: value for key, value in (os.environ if env is None else env).items() if value}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise SettingsError(explain(exc)) from None
 
 
 def settings_to_env(settings: Settings) -> dict[str, str]:
     """The environment variables that ``settings_from_env`` reads back as ``settings``.
 
-    For starting another process (a worker, the admin) with these settings.
+    For starting another process (a worker, the admin) with these settings. Unset
+    values ("from the checkpoint") are left out rather than written.
     """
-    env = {
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "BLOB_DIR": str(settings.blob_dir),
-        "INBOX_DIR": str(settings.inbox_dir),
-        "SECRET_KEY": settings.secret_key,
-        "INSPECTION_ENV": settings.environment,
-        "MAX_IMAGE_BYTES": str(settings.max_image_bytes),
-        "MAX_IMAGE_PIXELS": str(settings.max_image_pixels),
-        "MODEL_DEVICE": settings.model_device,
-        "LOG_LEVEL": settings.log_level,
-        "LOG_FORMAT": settings.log_format,
-        "WORKER_METRICS_PORT": str(settings.worker_metrics_port),
-        "WORKER_METRICS_HOST": settings.worker_metrics_host,
-        "WORKER_REMOTE_CONTROL": "1" if settings.worker_remote_control else "0",
-        "COOKIE_SECURE": "1" if settings.cookie_secure else "0",
-        "INSPECT_BATCH_SIZE": str(settings.inspect_batch_size),
-        "INSPECT_BATCH_WAIT_MS": str(settings.inspect_batch_wait_ms),
-        "BROKER_VISIBILITY_TIMEOUT": str(settings.visibility_timeout_s),
-        "MODEL_THREADS": str(settings.model_threads),
-        "SPOOL_DIR": str(settings.spool_dir),
-        "MAX_QUEUE_LENGTH": str(settings.max_queue_length),
-    }
-    # Unset means "from the checkpoint": leave these out rather than write a value.
-    if settings.model_checkpoint is not None:
-        env["MODEL_CHECKPOINT"] = str(settings.model_checkpoint)
-    if settings.match_threshold is not None:
-        env["MATCH_THRESHOLD"] = repr(settings.match_threshold)
+    env = {}
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "1" if value else "0"
+        env[field.alias or name] = repr(value) if isinstance(value, float) else str(value)
     return env
+
+
+def markdown_table() -> str:
+    """The README's table of variables, from the declarations above."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for field in Settings.model_fields.values():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        shown = extra.get("shown_default") or f"`{field.default}`"
+        lines.append(f"| `{field.alias}` | {shown} | {field.description} |")
+    return "\n".join(lines)
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings, read once."""
     return settings_from_env()
+
+
+if __name__ == "__main__":
+    print(markdown_table())  # noqa: T201 (the command prints the table)

@@ -55,7 +55,7 @@ def check_name(value: str, what: str = "a label") -> str:
 
 
 #: the queue's sort key for "most/least dissimilar" (rows without a distance, the
-#: rejected ones, sort as -1); admin.queue renders the same SQL, so the index on
+#: rejected ones, sort as -1); admin.review_queue renders the same SQL, so the index on
 #: it serves those pages
 SORT_DISSIMILARITY = "coalesce(dissimilarity, -1.0)"
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m model train ...``."""
+"""Command line: ``python -m model train | evaluate | compare``."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ import argparse
 import logging
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from model.networks import ARCHITECTURES, VIEWS
-from model.synthetic import MODELS
-
-NEU_TRAIN_CLASSES = "inclusion,patches,rolled-in_scale"
+from model.config import RECIPES, recipe_name, recipe_names
 
 
 def parse_classes(text: str) -> list[str]:
@@ -22,250 +21,102 @@ def parse_classes(text: str) -> list[str]:
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="train a Siamese network on pairs")
-    p.add_argument("--data", type=Path, required=True, help="folder of class sub-folders")
-    p.add_argument(
-        "--train-classes",
-        type=parse_classes,
-        default=parse_classes(NEU_TRAIN_CLASSES),
-        help=f"comma-separated classes to train on (default {NEU_TRAIN_CLASSES})",
-    )
-    p.add_argument("--arch", choices=sorted(ARCHITECTURES), default="deshpande2020")
-    p.add_argument(
-        "--objective",
-        choices=["pairs", "views", "classify", "distill"],
-        default="pairs",
-        help="pairs: the paper's contrastive pairs; views: two augmented views per "
-        "image, instance + class contrast; classify: cross-entropy (baseline CNN); "
-        "distill: learn a --teacher checkpoint's multi-view codes in one pass",
-    )
-    p.add_argument("--embedding-dim", type=int, default=None)
-    p.add_argument(
-        "--width",
-        type=int,
-        default=None,
-        help="compact_texture, texture_net: channels of the first stage (default 32)",
+    p = subparsers.add_parser(
+        "train",
+        help="train a model from a recipe",
+        description="Train a model from a recipe: a TOML file holding every value it was "
+        f"trained with. Recipes in {RECIPES.relative_to(RECIPES.parent.parent)}/: "
+        f"{', '.join(recipe_names())}. The flags below override the recipe's values; "
+        "paths are relative to the directory you run from (the repository root).",
     )
     p.add_argument(
-        "--input-size",
-        type=int,
-        choices=[100, 200],
-        default=None,
-        help="texture_net: input side in pixels; 200 sees NEU images at full resolution "
-        "(default 100)",
+        "--recipe",
+        required=True,
+        metavar="NAME|PATH",
+        help="a recipe's name (listed above) or a .toml file",
     )
+    p.add_argument("--data", type=Path, help="folder of class sub-folders (NEU-CLS)")
     p.add_argument(
-        "--pool-max",
-        action="store_true",
-        help="texture_net: pool every feature map's maximum as well as its mean and spread "
-        "(sparse marks: pits, inclusions)",
+        "--train-classes", type=parse_classes, metavar="A,B,C", help="classes to train on"
     )
-    p.add_argument(
-        "--fine-stage1",
-        action="store_true",
-        help="texture_net: run the first stage at twice the resolution (its max pool moved "
-        "behind it, another before the last stage), as the five-view model's quadrant views "
-        "see an image; about 1.5x the multiply-adds",
-    )
-    p.add_argument(
-        "--quadrant-codes",
-        action="store_true",
-        help="texture_net: pool the feature maps over the whole image and over each quadrant, "
-        "and average the five codes, as the five-view model averages its views (one pass)",
-    )
+    p.add_argument("--out", type=Path, help="output folder (checkpoint, metadata, loss curve)")
     p.add_argument(
         "--teacher",
-        type=Path,
+        metavar="CHECKPOINT|RECIPE",
+        help="distill: the teacher's checkpoint, or a recipe to train first into OUT/teacher "
+        "(with this command's data, classes, seed and device)",
+    )
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float, help="learning rate (the peak, with onecycle)")
+    p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--set",
         action="append",
         default=[],
-        help="distill: checkpoint of the trained teacher; repeat it for an ensemble "
-        "(the student learns the mean of their codes)",
+        metavar="KEY=VALUE",
+        help="any other recipe value, KEY dotted into its tables: views.shading=1.0, "
+        "network.fine_stage1=false, center=false; repeatable",
     )
-    p.add_argument(
-        "--teacher-views",
-        choices=VIEWS,
-        default="whole+quadrants",
-        help="distill: how the teacher looks at each image (default whole+quadrants)",
-    )
-    p.add_argument(
-        "--init-from-teacher",
-        action="store_true",
-        help="distill: start the student from the teacher's weights (same architecture)",
-    )
-    p.add_argument(
-        "--mixup",
-        type=float,
-        default=0.0,
-        help="distill: fraction of training images blended with another image of the batch "
-        "(weight uniform in 0-1) before teacher and student see them (default 0)",
-    )
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=32, help="pairs or images per batch")
-    p.add_argument("--lr", type=float, default=0.0005)
-    p.add_argument("--weight-decay", type=float, default=0.0, help="> 0 uses AdamW")
-    p.add_argument("--schedule", choices=["constant", "onecycle"], default="constant")
-    p.add_argument("--margin", type=float, default=2.0, help="pairs: contrastive margin")
-    p.add_argument("--per-class", type=int, default=32, help="views: images per class per batch")
-    p.add_argument("--temperature", type=float, default=0.1, help="views: softmax temperature")
-    p.add_argument(
-        "--class-weight",
-        type=float,
-        default=1.0,
-        help="views: weight of the supervised (same class) term",
-    )
-    p.add_argument(
-        "--texture-weight",
-        type=float,
-        default=0.0,
-        help="views: weight of an extra term, predicting each view's local binary pattern "
-        "histograms from its embedding (0: off)",
-    )
-    p.add_argument(
-        "--synthetic-classes",
-        type=int,
-        default=0,
-        help="views, distill: procedurally generated texture classes added to every batch, "
-        "new ones each batch (model/synthetic.py; 0: off)",
-    )
-    p.add_argument(
-        "--synthetic-per-class",
-        type=int,
-        default=8,
-        help="views, distill: images of each synthetic class in a batch (default 8)",
-    )
-    p.add_argument(
-        "--synthetic-model",
-        choices=MODELS,
-        default="basic",
-        help="views, distill: the texture model of the synthetic classes: basic (fields, "
-        "blobs, spots, streaks) or rich (adds crack networks, clustered marks, shading)",
-    )
-    p.add_argument(
-        "--synthetic-backgrounds",
-        type=float,
-        default=0.0,
-        help="views, distill: the share of synthetic classes laid over real training images, "
-        "so that a class is a texture on any steel surface (0-1; default 0)",
-    )
-    p.add_argument(
-        "--min-crop",
-        type=float,
-        default=0.35,
-        help="views: smallest random crop, as a fraction of the image area",
-    )
-    p.add_argument(
-        "--shading",
-        type=float,
-        default=0.0,
-        help="views, distill: light each training view unevenly, by a smooth random field "
-        "of up to exp(+-S) (default 0: evenly lit views)",
-    )
-    p.add_argument(
-        "--blur",
-        type=float,
-        default=0.0,
-        help="views, distill: blur each training view by a Gaussian of random sigma up to "
-        "B pixels of the view, as if out of focus (default 0: sharp views)",
-    )
-    p.add_argument(
-        "--local-views",
-        type=int,
-        default=0,
-        help="views: N small views of each training image besides the two large ones "
-        "(crops of 6-25%% of its area at half the input size; multi-crop; default 0)",
-    )
-    p.add_argument(
-        "--views",
-        choices=VIEWS,
-        default="whole",
-        help="how an image is embedded at inference: whole (one pass), "
-        "whole+quadrants (texture_net: the whole image and its four quadrants at "
-        "full resolution, averaged; five passes) or whole+mid4+quadrants (also its "
-        "four corners of 140x140, resized; nine passes)",
-    )
-    p.add_argument(
-        "--center",
-        action="store_true",
-        help="after training, subtract the training images' mean embedding from every "
-        "embedding and renormalise (networks with unit embeddings; stored in the checkpoint)",
-    )
-    p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--keep",
-        choices=["last", "best"],
-        default="last",
-        help="keep the last epoch or the one with the lowest validation loss",
-    )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="output folder (default runs/<arch>-lr<lr>-seed<seed>)",
-    )
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ... (default auto)")
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="one epoch of two batches, to check that everything runs",
+        help="one epoch of two batches into runs/dry-run/RECIPE, to check the set-up",
     )
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from model.train import TrainConfig, train
+def recipe_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe with this command's overrides: ``--set`` first, then the flags."""
+    from model.config import apply_overrides, load_recipe
 
-    out = args.out or Path("runs") / f"{args.arch}-lr{args.lr:g}-seed{args.seed}"
-    config = TrainConfig(
-        data=args.data,
-        train_classes=args.train_classes,
-        out=out,
-        arch=args.arch,
-        objective=args.objective,
-        embedding_dim=args.embedding_dim,
-        width=args.width,
-        input_size=args.input_size,
-        pool_max=args.pool_max,
-        fine_stage1=args.fine_stage1,
-        quadrant_codes=args.quadrant_codes,
-        teacher=args.teacher,
-        teacher_views=args.teacher_views,
-        init_from_teacher=args.init_from_teacher,
-        mixup=args.mixup,
-        epochs=1 if args.dry_run else args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        margin=args.margin,
-        per_class=args.per_class,
-        temperature=args.temperature,
-        class_weight=args.class_weight,
-        texture_weight=args.texture_weight,
-        min_crop=args.min_crop,
-        shading=args.shading,
-        blur=args.blur,
-        local_views=args.local_views,
-        synthetic_classes=args.synthetic_classes,
-        synthetic_per_class=args.synthetic_per_class,
-        synthetic_model=args.synthetic_model,
-        synthetic_backgrounds=args.synthetic_backgrounds,
-        views=args.views,
-        center=args.center,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        keep=args.keep,
-        device=args.device,
-        command="python -m model " + shlex.join(sys.argv[1:]),
-        max_batches=2 if args.dry_run else None,
-    )
+    recipe = apply_overrides(load_recipe(args.recipe), args.set)
+    flags = {
+        "data": args.data,
+        "train_classes": args.train_classes,
+        "out": args.out,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "seed": args.seed,
+        "device": args.device,
+    }
+    given = {k: str(v) if isinstance(v, Path) else v for k, v in flags.items() if v is not None}
+    return {**recipe, **given}
+
+
+def train_recipe(args: argparse.Namespace, name: str) -> Any:
+    """Train one recipe as ``args`` asks; a ``--teacher`` recipe is trained first."""
+    from model.config import DistillConfig, config_from_recipe
+    from model.train import train
+
+    config = config_from_recipe(recipe_values(args), name)
+    if args.dry_run:
+        out = args.out or Path("runs") / "dry-run" / name
+        config = replace(config, epochs=1, max_batches=2, out=out)
+    if args.teacher:
+        if not isinstance(config.objective, DistillConfig):
+            raise ValueError(f"--teacher is for distill recipes; {name} is {config.objective.name}")
+        teacher = Path(args.teacher)
+        if teacher.suffix != ".pt":
+            # a recipe: train it first, on this command's data, classes and seed
+            first = argparse.Namespace(
+                **{**vars(args), "recipe": args.teacher, "teacher": None, "set": []},
+            )
+            first.out, first.epochs, first.lr = config.out / "teacher", None, None
+            teacher = train_recipe(first, recipe_name(args.teacher)).checkpoint
+        config = replace(config, objective=replace(config.objective, teacher=teacher))
+    config = replace(config, command="python -m model " + shlex.join(sys.argv[1:]))
     result = train(config)
     metrics = result.meta["metrics"]
-    print(f"checkpoint: {result.checkpoint}")
-    print(f"threshold:  {result.meta['threshold']:.4f}")
+    print(f"{name}: checkpoint {result.checkpoint}, threshold {result.meta['threshold']:.4f}")
     print(
         f"validation pair accuracy {metrics['val_pair_accuracy']:.3f}, "
         f"ROC AUC {metrics['val_roc_auc']:.3f}"
     )
+    return result
+
+
+def run_train(args: argparse.Namespace) -> int:
+    train_recipe(args, recipe_name(args.recipe))
     return 0
 
 
@@ -299,7 +150,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="[NAME=]PATH",
-        help="a supervised CNN checkpoint (--objective classify): its held-out "
+        help="a supervised CNN checkpoint (the conventional-cnn recipe): its held-out "
         "accuracy is reported beside, marked as not one-shot",
     )
     p.add_argument("--episodes", type=int, default=1000)

@@ -24,7 +24,6 @@ from torch.nn import functional as F
 class ViewAugmenter:
     size: int = 100
     min_crop: float = 0.35  # smallest crop area as a fraction of the image area
-    max_crop: float = 1.0  # largest crop area as a fraction of the image area
     gamma: tuple[float, float] = (0.6, 1.6)
     contrast: tuple[float, float] = (0.6, 1.4)
     brightness: float = 0.15
@@ -39,7 +38,7 @@ class ViewAugmenter:
             return low + (high - low) * float(torch.rand((), generator=generator))
 
         _, height, width = image.shape
-        side = round(min(height, width) * uniform(self.min_crop, self.max_crop) ** 0.5)
+        side = round(min(height, width) * uniform(self.min_crop, 1.0) ** 0.5)
         side = max(8, min(side, height, width))
         top = int(torch.randint(0, height - side + 1, (), generator=generator))
         left = int(torch.randint(0, width - side + 1, (), generator=generator))

@@ -25,6 +25,7 @@ class Comparison:
     threshold: float
     same_class: bool
     nearest: list[NearestReference | None]  # one per compared image
+    codes: np.ndarray  # the two images' embeddings, (2, D)
 
 
 @dataclass
@@ -61,8 +62,13 @@ def compare_images(
     a: Image.Image,
     b: Image.Image,
     references: ReferenceLibrary | None = None,
+    threshold: float | None = None,
 ) -> Comparison:
+    """The dissimilarity of ``a`` and ``b``, the same-class call at ``threshold`` (the
+    embedder's calibrated one unless given) and, with ``references``, each one's
+    nearest reference. The command line and the admin site's Compare page both use it."""
     codes = embedder.embed([a, b])
     distance = float(np.linalg.norm(codes[0] - codes[1]))
+    limit = embedder.threshold if threshold is None else threshold
     nearest = [references.nearest(c) if references else None for c in codes]
-    return Comparison(distance, embedder.threshold, distance <= embedder.threshold, nearest)
+    return Comparison(distance, limit, distance <= limit, nearest, codes)

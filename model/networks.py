@@ -110,66 +110,14 @@ def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     )
 
 
-class CompactTexture(SiameseNetwork):
-    """A small convolutional tower for texture: batch norm, early downsampling,
-    and pooling of both the mean and the spread of each feature map.
-
-    Steel defects are textures, so where a feature fires matters less than how
-    strongly and how unevenly it fires over the image: concatenating the global
-    average and the global standard deviation of the last feature maps keeps
-    both, without the 80000-wide dense layer of the paper network. The
-    embedding is L2-normalised, so distances lie in [0, 2].
-    """
-
-    input_size = 100
-    normalized = True
-
-    def __init__(self, embedding_dim: int = 64, width: int = 32) -> None:
-        super().__init__()
-        self.embedding_dim = embedding_dim
-        w = width
-        self.features = nn.Sequential(
-            _conv_bn(1, w // 2, stride=2),  # 50x50
-            _conv_bn(w // 2, w),
-            nn.MaxPool2d(2),  # 25x25
-            _conv_bn(w, 2 * w),
-            nn.MaxPool2d(2),  # 12x12
-            _conv_bn(2 * w, 4 * w),
-            _conv_bn(4 * w, 4 * w),
-        )
-        self.head = nn.Sequential(
-            nn.Linear(8 * w, 4 * w),
-            nn.BatchNorm1d(4 * w),
-            nn.ReLU(inplace=True),
-            nn.Linear(4 * w, embedding_dim),
-        )
-
-    def forward_once(self, x: torch.Tensor) -> torch.Tensor:
-        fmap = self.features(x).flatten(2)
-        pooled = torch.cat([fmap.mean(dim=2), fmap.std(dim=2)], dim=1)
-        return F.normalize(self.head(pooled), dim=1)
-
-
-def mean_std_pool(fmap: torch.Tensor, with_max: bool = False, fast: bool = False) -> torch.Tensor:
-    """Per-channel mean and standard deviation over the image: (N, C, H, W) -> (N, 2C);
-    with ``with_max``, also the maximum: (N, 3C). ``fast``: see ``spatial_mean_std``."""
+def mean_std_pool(fmap: torch.Tensor, fast: bool = False) -> torch.Tensor:
+    """Per-channel mean and standard deviation over the image: (N, C, H, W) -> (N, 2C).
+    ``fast``: see ``spatial_mean_std``."""
     if fast:
         mean, std = spatial_mean_std(fmap)
-        stats = [mean.flatten(1), std]
-    else:
-        flat = fmap.flatten(2)
-        stats = [flat.mean(dim=2), flat.std(dim=2)]
-    if with_max:
-        stats.append(fmap.flatten(2).amax(dim=2))
-    return torch.cat(stats, dim=1)
-
-
-def quadrants(fmap: torch.Tensor) -> list[torch.Tensor]:
-    """The four quadrants of every map of ``fmap`` (N, C, H, W); an odd side
-    splits one row or column off-centre (25 -> 12 + 13)."""
-    h, w = fmap.shape[2] // 2, fmap.shape[3] // 2
-    halves = (slice(0, h), slice(h, None)), (slice(0, w), slice(w, None))
-    return [fmap[..., rows, cols] for rows in halves[0] for cols in halves[1]]
+        return torch.cat([mean.flatten(1), std], dim=1)
+    flat = fmap.flatten(2)
+    return torch.cat([flat.mean(dim=2), flat.std(dim=2)], dim=1)
 
 
 def spatial_mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,15 +146,6 @@ class TextureNet(SiameseNetwork):
       map at 25x25, 12x12 and 12x12 after two more layers), like a multi-scale
       texture descriptor: fine structure (crazing, pits) shows early, coarse
       structure (scratches, patches) late.
-    * With ``pool_max``, the maximum of every map is pooled too: a defect made of
-      a few sparse marks (pits, inclusions) moves a map's maximum more than its
-      mean or spread, which the rest of the surface dilutes.
-    * With ``quadrant_codes``, one pass gives five codes, not one: the maps'
-      statistics are pooled over the whole image and over each of its four
-      quadrants, each of the five goes through the head, and the five unit codes
-      are averaged and renormalised. That is how the five-view model combines
-      its views (whole + quadrants), so a student built so has its teacher's way
-      of combining parts; the head runs five times, the convolutions once.
     * The embedding is L2-normalised, for the cosine-style contrastive losses
       it is trained with; Euclidean distances then lie in [0, 2].
     """
@@ -221,9 +160,7 @@ class TextureNet(SiameseNetwork):
         embedding_dim: int = 128,
         width: int = 32,
         input_size: int = 100,
-        pool_max: bool = False,
         fine_stage1: bool = False,
-        quadrant_codes: bool = False,
     ) -> None:
         super().__init__()
         if input_size not in (100, 200):
@@ -249,9 +186,7 @@ class TextureNet(SiameseNetwork):
         # a Sequential, so that optimize_for_inference's pool swap reaches its pool
         self.stage3_pool = nn.Sequential(nn.MaxPool2d(2) if fine_stage1 else nn.Identity())
         self.stage3 = nn.Sequential(_conv_bn(2 * w, 4 * w), _conv_bn(4 * w, 4 * w))  # 12x12
-        self.pool_max = pool_max
-        self.quadrant_codes = quadrant_codes
-        pooled = (3 if pool_max else 2) * (w + 2 * w + 4 * w)
+        pooled = 2 * (w + 2 * w + 4 * w)
         self.head = nn.Sequential(
             nn.Linear(pooled, 4 * w),
             nn.BatchNorm1d(4 * w),
@@ -273,45 +208,34 @@ class TextureNet(SiameseNetwork):
         return s1, s2, self.stage3(self.stage3_pool(s2))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        def pooled(fmap: torch.Tensor) -> torch.Tensor:
-            # with quadrant codes (5N, k): the whole image's rows, then each quadrant's
-            regions = [fmap, *quadrants(fmap)] if self.quadrant_codes else [fmap]
-            return torch.cat(
-                [mean_std_pool(r, self.pool_max, self.fast_statistics) for r in regions]
-            )
-
-        return torch.cat([pooled(s) for s in self.feature_maps(x)], dim=1)
+        maps = self.feature_maps(x)
+        return torch.cat([mean_std_pool(m, self.fast_statistics) for m in maps], dim=1)
 
     def forward_once(self, x: torch.Tensor) -> torch.Tensor:
-        codes = F.normalize(self.head(self.features(x)), dim=1)
-        if self.quadrant_codes:
-            codes = F.normalize(codes.view(5, x.shape[0], -1).mean(dim=0), dim=1)
-        return codes
+        return F.normalize(self.head(self.features(x)), dim=1)
 
 
 class MultiViewEmbedding(SiameseNetwork):
-    """One embedding from several views of an image: the whole image at the
-    tower's own scale, and its four quadrants at twice that resolution; with
-    ``mid4``, also its four corners of 0.7 of its side, resized to the tower's.
+    """One embedding from five views of an image: the whole image at the
+    tower's own scale, and its four quadrants at twice that resolution.
 
     The tower is trained on views of 100x100; an image given at 200x200 (NEU's
     own size) is seen whole, downscaled, and as four 100x100 quadrants at full
     resolution, where fine textures (crazing, small pits) are not blurred away.
     The view codes are averaged and renormalised, like a bag of local texture
-    descriptors. It costs five tower passes per image (nine with ``mid4``), so
-    it is a trade of speed for accuracy, measured in docs/model.md.
+    descriptors. It costs five tower passes per image, so it is a trade
+    of speed for accuracy, measured in docs/model.md.
     """
 
     normalized = True
     #: below this many images, all views go through the tower in one pass
     SMALL_BATCH = 8
 
-    def __init__(self, tower: SiameseNetwork, mid4: bool = False) -> None:
+    def __init__(self, tower: SiameseNetwork) -> None:
         super().__init__()
         if not tower.normalized:
             raise ValueError("multi-view embedding averages unit vectors: the tower must normalise")
         self.tower = tower
-        self.mid4 = mid4
         self.input_size = 2 * tower.input_size
         self.embedding_dim = int(getattr(tower, "embedding_dim", 0))
 
@@ -320,20 +244,7 @@ class MultiViewEmbedding(SiameseNetwork):
         if x.shape[-2:] != (2 * size, 2 * size):
             x = F.interpolate(x, size=(2 * size, 2 * size), mode="bilinear", align_corners=False)
         whole = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
-        views = [whole]
-        if self.mid4:
-            side, last = round(1.4 * size), 2 * size - round(1.4 * size)
-            views += [
-                F.interpolate(
-                    x[..., r : r + side, c : c + side],
-                    size=(size, size),
-                    mode="bilinear",
-                    antialias=True,
-                )
-                for r in (0, last)
-                for c in (0, last)
-            ]
-        return views + [x[..., r : r + size, c : c + size] for r in (0, size) for c in (0, size)]
+        return [whole] + [x[..., r : r + size, c : c + size] for r in (0, size) for c in (0, size)]
 
     def forward_once(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
@@ -349,41 +260,16 @@ class MultiViewEmbedding(SiameseNetwork):
 
 
 #: how an image is turned into views at inference (checkpoint metadata "views")
-VIEWS = ("whole", "whole+quadrants", "whole+mid4+quadrants")
+VIEWS = ("whole", "whole+quadrants")
 
 
 def with_views(tower: SiameseNetwork, views: str) -> SiameseNetwork:
     """The network that embeds whole images the way ``views`` names."""
     if views == "whole":
         return tower
-    if views in ("whole+quadrants", "whole+mid4+quadrants"):
-        return MultiViewEmbedding(tower, mid4="mid4" in views)
+    if views == "whole+quadrants":
+        return MultiViewEmbedding(tower)
     raise ValueError(f"unknown views {views!r}; choose one of: {', '.join(VIEWS)}")
-
-
-class EnsembleEmbedding(SiameseNetwork):
-    """The mean of several networks' unit codes, renormalised: a teacher for
-    distillation (``train --objective distill`` with several ``--teacher``s).
-
-    Networks trained with different seeds err differently on classes none of
-    them saw; their average is steadier than any one of them.
-    """
-
-    normalized = True
-
-    def __init__(self, members: list[SiameseNetwork]) -> None:
-        super().__init__()
-        if not members or not all(m.normalized for m in members):
-            raise ValueError("an ensemble averages unit codes: every member must normalise")
-        sizes = {m.input_size for m in members}
-        if len(sizes) != 1:
-            raise ValueError(f"ensemble members take different input sizes: {sorted(sizes)}")
-        self.members = nn.ModuleList(members)
-        self.input_size = sizes.pop()
-        self.embedding_dim = int(getattr(members[0], "embedding_dim", 0))
-
-    def forward_once(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(torch.stack([m.forward_once(x) for m in self.members]).mean(0), dim=1)
 
 
 class CenteredEmbedding(SiameseNetwork):
@@ -395,7 +281,7 @@ class CenteredEmbedding(SiameseNetwork):
     Subtracting it before renormalising (CL2N in Wang et al., "SimpleShot",
     2019) spreads them out, at no cost per image. On the leave-one-class-out
     proxy it raised mean 3-way one-shot accuracy by 0.7 (five views) and 1.4
-    points (one view); on the unseen NEU classes it did not (docs/model.md).
+    points (one view); on the unseen NEU classes it did not (docs/experiments.md, round 3).
     The mean comes from training images only, never from the images compared.
     """
 
@@ -505,7 +391,6 @@ def fuse_conv_bn(network: nn.Module) -> nn.Module:
 ARCHITECTURES: dict[str, Callable[..., SiameseNetwork]] = {
     "deshpande2020": Deshpande2020,
     "deshpande2020_cnn": Deshpande2020Classifier,
-    "compact_texture": CompactTexture,
     "texture_net": TextureNet,
 }
 

@@ -5,14 +5,14 @@
 * ``views``: two augmented views of every image in a class-balanced batch;
   instance discrimination plus supervised contrast (``model.losses``),
   optionally with procedurally generated texture classes in every batch
-  (``model.synthetic``), and optionally a texture term: the embedding must
-  predict each view's local binary pattern histograms (``model.lbp``).
+  (``model.synthetic``).
 * ``classify``: cross-entropy over the classes, for the conventional CNN baseline.
 * ``distill``: a student network learns to give, in one pass over the whole
   image at full resolution, the code a trained teacher gives from several views
   of the same augmented image (``DistillObjective``).
 
-The training loop (``model.train``) is the same for all four.
+Each takes its settings as one dataclass of ``model.config``, by keyword. The
+training loop (``model.train``) is the same for all four.
 """
 
 from __future__ import annotations
@@ -25,13 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from model.augment import ViewAugmenter
+from model.config import ClassifyConfig, DistillConfig, PairsConfig, ViewsConfig
 from model.data import ClassTensors, PairDataset, augment_dihedral, load_tensors
-from model.lbp import uniform_lbp_histograms
 from model.losses import contrastive_loss, instance_and_class_loss, pair_distance
 from model.networks import SiameseNetwork
 from model.synthetic import SyntheticClasses
@@ -81,10 +80,6 @@ class Objective:
     def loss(self, network: SiameseNetwork, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
 
-    def parameters(self) -> list[nn.Parameter]:
-        """Trainable parameters of the objective itself (auxiliary heads), if any."""
-        return []
-
     def metrics(self, network: SiameseNetwork) -> dict[str, Any]:
         """Extra validation metrics, computed once after training."""
         return {}
@@ -97,15 +92,17 @@ class PairObjective(Objective):
         self,
         train: ClassTensors,
         val: ClassTensors,
-        batch_size: int,
-        margin: float,
+        *,
+        settings: PairsConfig,
         seed: int,
         device: torch.device,
         val_pairs: int,
     ) -> None:
-        self.margin = margin
+        self.margin = settings.margin
         self.device = device
-        self.train_loader = DataLoader(PairDataset(train, seed=seed), batch_size=batch_size)
+        self.train_loader = DataLoader(
+            PairDataset(train, seed=seed), batch_size=settings.batch_size
+        )
         self.val_loader = DataLoader(
             PairDataset(val, seed=seed + 1, augment=False, fixed=True, length=val_pairs),
             batch_size=128,
@@ -133,55 +130,25 @@ class ViewObjective(Objective):
         self,
         train_files: dict[str, list[Path]],
         val_files: dict[str, list[Path]],
+        *,
         size: int,
-        per_class: int,
-        temperature: float,
-        class_weight: float,
-        min_crop: float,
+        settings: ViewsConfig,
         seed: int,
         device: torch.device,
-        texture_weight: float = 0.0,
-        embedding_dim: int = 0,
-        synthetic_classes: int = 0,
-        synthetic_per_class: int = 8,
-        synthetic_model: str = "basic",
-        synthetic_backgrounds: float = 0.0,
-        shading: float = 0.0,
-        local_views: int = 0,
-        blur: float = 0.0,
     ) -> None:
         self.train = [load_uint8(files) for files in train_files.values()]
-        self.synthetic = SyntheticClasses(
-            synthetic_classes, synthetic_per_class, synthetic_model, synthetic_backgrounds
-        )
+        self.synthetic = SyntheticClasses(settings.synthetic_classes, settings.synthetic_per_class)
         self.val = [load_uint8(files) for files in val_files.values()]
-        self.per_class = per_class
-        self.temperature = temperature
-        self.class_weight = class_weight
+        self.per_class = settings.per_class
+        self.temperature = settings.temperature
+        self.class_weight = settings.class_weight
         self.device = device
         self.seed = seed
-        self.augmenter = ViewAugmenter(size=size, min_crop=min_crop, shading=shading, blur=blur)
-        # Multi-crop (Caron et al., "Unsupervised learning of visual features by
-        # contrasting cluster assignments", 2020): small views of 6-25% of the image
-        # at half the input size, so at 0.5-1.0 of full resolution, the scales of the
-        # five-view model's whole and quadrant views; each is one more positive of
-        # its image and its class, for about a quarter of a large view's cost.
-        self.local_views = local_views
-        self.local_augmenter = ViewAugmenter(
-            size=size // 2, min_crop=0.06, max_crop=0.25, shading=shading, blur=blur
+        self.augmenter = ViewAugmenter(
+            size=size, min_crop=settings.min_crop, shading=settings.shading, blur=settings.blur
         )
         self.generator = torch.Generator().manual_seed(seed)
-        self.steps = class_balanced_steps(self.train, per_class)
-        self.texture_weight = texture_weight
-        self.texture_head: nn.Linear | None = None
-        if texture_weight:
-            # Targets are standardised with statistics of one fixed batch of
-            # training views, so every histogram bin weighs the same.
-            sample = self._batch(self.train, torch.Generator().manual_seed(seed + 2), 64)[0]
-            targets = self.texture_targets(sample)
-            self.texture_mean = targets.mean(0).to(device)
-            self.texture_std = (targets.std(0) + 1e-3).to(device)
-            self.texture_head = nn.Linear(embedding_dim, targets.shape[1]).to(device)
+        self.steps = class_balanced_steps(self.train, self.per_class)
 
     def _batch(
         self,
@@ -189,7 +156,6 @@ class ViewObjective(Objective):
         generator: torch.Generator,
         per_class: int | None,
         synthetic: list[torch.Tensor] | None = None,
-        local: bool = False,
     ) -> Batch:
         stack, classes = pick_per_class(groups, generator, per_class)
         if synthetic:
@@ -200,20 +166,14 @@ class ViewObjective(Objective):
             [self.augmenter.views(stack, generator), self.augmenter.views(stack, generator)]
         )
         n = len(stack)
-        batch = views, torch.arange(n).repeat(2), torch.tensor(classes).repeat(2)
-        if local and self.local_views:
-            # drawn after the large views, so commands without them draw as before
-            small = [self.local_augmenter.views(stack, generator) for _ in range(self.local_views)]
-            k = self.local_views
-            batch += (torch.cat(small), torch.arange(n).repeat(k), torch.tensor(classes).repeat(k))
-        return batch
+        return views, torch.arange(n).repeat(2), torch.tensor(classes).repeat(2)
 
     def train_batches(self) -> Iterator[Batch]:
         for _ in range(self.steps):
             # new synthetic classes every batch: the network never sees one twice
             size = int(self.train[0].shape[-1])  # the size of the real images
-            synthetic = self.synthetic.draw(size, self.generator, self.train)
-            yield self._batch(self.train, self.generator, self.per_class, synthetic, local=True)
+            synthetic = self.synthetic.draw(size, self.generator)
+            yield self._batch(self.train, self.generator, self.per_class, synthetic)
 
     def steps_per_epoch(self) -> int:
         return self.steps
@@ -222,35 +182,11 @@ class ViewObjective(Objective):
         # the same views every epoch, so validation losses are comparable
         yield self._batch(self.val, torch.Generator().manual_seed(self.seed + 1), None)
 
-    @staticmethod
-    def texture_targets(views: torch.Tensor) -> torch.Tensor:
-        """Square-rooted uniform LBP histograms of each view, all scales side by side."""
-        return torch.cat(uniform_lbp_histograms(views), dim=1).sqrt()
-
-    def parameters(self) -> list[nn.Parameter]:
-        return [] if self.texture_head is None else list(self.texture_head.parameters())
-
     def loss(self, network: SiameseNetwork, batch: Batch) -> torch.Tensor:
-        views, instances, classes, *local = (t.to(self.device) for t in batch)
-        codes = network.forward_once(views)
-        if local:
-            # the small views go through the network apart: one size per pass
-            small, small_instances, small_classes = local
-            all_codes = torch.cat([codes, network.forward_once(small)])
-            instances = torch.cat([instances, small_instances])
-            classes = torch.cat([classes, small_classes])
-        else:
-            all_codes = codes
-        loss = instance_and_class_loss(
-            all_codes, instances, classes, self.temperature, self.class_weight
+        views, instances, classes = (t.to(self.device) for t in batch)
+        return instance_and_class_loss(
+            network.forward_once(views), instances, classes, self.temperature, self.class_weight
         )
-        if self.texture_head is not None:
-            # Contrast between three classes keeps what tells them apart and may drop
-            # fine texture that new classes differ by; predicting the views' local
-            # binary patterns from the embedding asks it to keep that texture.
-            target = (self.texture_targets(views) - self.texture_mean) / self.texture_std
-            loss = loss + self.texture_weight * F.mse_loss(self.texture_head(codes), target)
-        return loss
 
 
 class DistillObjective(Objective):
@@ -261,19 +197,13 @@ class DistillObjective(Objective):
     The teacher is a trained tower looking at the image through several views
     (five passes: the whole image and its full-resolution quadrants); the
     student looks once, at the whole image at full resolution
-    (``texture_net --input-size 200``), so it can keep what the quadrants see.
+    (``texture_net`` with ``input_size = 200``), so it can keep what the quadrants see.
     The loss is the squared distance between the two unit codes. Images are
     augmented at full size: a random square crop resized back to the image's
     size, any of the 8 orientations, gamma, contrast, brightness and noise.
 
     With ``synthetic_classes`` > 0, each batch also holds procedurally generated
     textures (``model.synthetic``), with the teacher's codes as targets.
-
-    With ``mixup`` > 0, that fraction of each batch's images is blended with
-    another image of the batch (weight uniform in 0-1), as Beyer et al. do: a
-    blend of two textures is a texture no training class has, so the student
-    also learns the teacher's codes off the training classes, where the
-    unseen classes lie.
     """
 
     name = "distill"
@@ -283,36 +213,26 @@ class DistillObjective(Objective):
         teacher: SiameseNetwork,
         train_files: dict[str, list[Path]],
         val_files: dict[str, list[Path]],
+        *,
         size: int,
-        per_class: int,
-        min_crop: float,
+        settings: DistillConfig,
         seed: int,
         device: torch.device,
-        mixup: float = 0.0,
-        synthetic_classes: int = 0,
-        synthetic_per_class: int = 8,
-        synthetic_model: str = "basic",
-        synthetic_backgrounds: float = 0.0,
-        shading: float = 0.0,
-        blur: float = 0.0,
     ) -> None:
         if not teacher.normalized:
             raise ValueError("the teacher must give unit embeddings")
-        if not 0.0 <= mixup <= 1.0:
-            raise ValueError(f"mixup is a fraction of the batch, got {mixup}")
-        self.mixup = mixup
         self.teacher = teacher.to(device).eval()
         for parameter in self.teacher.parameters():
             parameter.requires_grad_(False)
         self.train = [load_uint8(files) for files in train_files.values()]
-        self.synthetic = SyntheticClasses(
-            synthetic_classes, synthetic_per_class, synthetic_model, synthetic_backgrounds
-        )
-        self.per_class = per_class
+        self.synthetic = SyntheticClasses(settings.synthetic_classes, settings.synthetic_per_class)
+        self.per_class = settings.per_class
         self.device = device
-        self.augmenter = ViewAugmenter(size=size, min_crop=min_crop, shading=shading, blur=blur)
+        self.augmenter = ViewAugmenter(
+            size=size, min_crop=settings.min_crop, shading=settings.shading
+        )
         self.generator = torch.Generator().manual_seed(seed)
-        self.steps = class_balanced_steps(self.train, per_class)
+        self.steps = class_balanced_steps(self.train, self.per_class)
         # Validation: the held-out images as they are, their teacher codes computed once.
         self.val_images = load_tensors([p for files in val_files.values() for p in files], size)
         self.val_targets = self.teacher_codes(self.val_images)
@@ -332,23 +252,10 @@ class DistillObjective(Objective):
             if self.synthetic.classes:
                 # the teacher's codes of textures no training class has: the student
                 # learns the teacher's function off the training classes too
-                synthetic = self.synthetic.draw(
-                    int(originals.shape[-1]), self.generator, self.train
-                )
+                synthetic = self.synthetic.draw(int(originals.shape[-1]), self.generator)
                 originals = torch.cat([originals, *synthetic])
             images = self.augmenter.views(originals, self.generator)
-            if self.mixup:
-                images = self.blend(images)
             yield images, self.teacher_codes(images)
-
-    def blend(self, images: torch.Tensor) -> torch.Tensor:
-        """Blend a ``mixup`` fraction of the images with a random other image of the batch."""
-        n = len(images)
-        partner = torch.randperm(n, generator=self.generator)
-        weight = torch.rand(n, generator=self.generator)
-        mixed = torch.rand(n, generator=self.generator) < self.mixup
-        weight = torch.where(mixed, weight, torch.ones(n)).view(n, 1, 1, 1)
-        return weight * images + (1 - weight) * images[partner]
 
     def steps_per_epoch(self) -> int:
         return self.steps
@@ -371,7 +278,8 @@ class ClassifyObjective(Objective):
         self,
         train: ClassTensors,
         val: ClassTensors,
-        batch_size: int,
+        *,
+        settings: ClassifyConfig,
         seed: int,
         device: torch.device,
     ) -> None:
@@ -379,7 +287,7 @@ class ClassifyObjective(Objective):
         self.labels = torch.cat([torch.full((len(t),), c) for c, t in enumerate(train.images)])
         self.val_images = torch.cat(val.images)
         self.val_labels = torch.cat([torch.full((len(t),), c) for c, t in enumerate(val.images)])
-        self.batch_size = batch_size
+        self.batch_size = settings.batch_size
         self.device = device
         self.rng = random.Random(seed)
         self.generator = torch.Generator().manual_seed(seed)

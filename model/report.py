@@ -112,7 +112,7 @@ def evaluate_classifier(name: str, checkpoint: Path, data: Path) -> SupervisedRe
     """Held-out accuracy of a ``classify`` checkpoint on its own split of its classes."""
     network, meta = load_checkpoint(checkpoint)
     if not hasattr(network, "logits"):
-        raise ValueError(f"{checkpoint} is not a classifier checkpoint (--objective classify)")
+        raise ValueError(f"{checkpoint} is not a classifier; the conventional-cnn recipe makes one")
     classes = meta["train_classes"]
     training = meta["training"]
     files = list_class_images(data, classes)

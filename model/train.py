@@ -1,4 +1,8 @@
-"""Training a Siamese network on pairs, with validation, calibration and a checkpoint."""
+"""Training a Siamese network, with validation, calibration and a checkpoint.
+
+``train(config)`` takes a ``model.config.TrainConfig``, usually made from a
+recipe (``model/recipes/``) by ``python -m model train --recipe NAME``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import platform
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +23,19 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from model.checkpoint import save_checkpoint
+from model.config import (
+    ClassifyConfig,
+    DistillConfig,
+    PairsConfig,
+    TrainConfig,
+    ViewsConfig,
+    plain,
+)
 from model.data import ClassTensors, PairDataset, list_class_images, split_per_class
 from model.embedder import resolve_device
 from model.losses import pair_distance
 from model.metrics import accuracy_at, best_threshold, roc_auc
-from model.networks import (
-    CenteredEmbedding,
-    EnsembleEmbedding,
-    SiameseNetwork,
-    build_network,
-    with_views,
-)
+from model.networks import CenteredEmbedding, SiameseNetwork, build_network, with_views
 from model.objectives import (
     Batch,
     ClassifyObjective,
@@ -43,52 +49,6 @@ log = logging.getLogger(__name__)
 
 # Validation pairs drawn once, with a fixed seed, for the loss curve and calibration.
 VALIDATION_PAIRS = 900
-
-
-@dataclass
-class TrainConfig:
-    data: Path
-    train_classes: list[str]
-    out: Path
-    arch: str = "deshpande2020"
-    objective: str = "pairs"  # "pairs" (the paper's), "views", "classify" or "distill"
-    embedding_dim: int | None = None  # None: the architecture's own default
-    width: int | None = None  # channels of the first stage (compact_texture, texture_net)
-    input_size: int | None = None  # texture_net: 100 (default) or 200 (full resolution)
-    pool_max: bool = False  # texture_net: pool each feature map's maximum too
-    fine_stage1: bool = False  # texture_net: stage 1 at 50x50 (first pool moved behind it)
-    quadrant_codes: bool = False  # texture_net: five codes from one pass (whole + quadrants)
-    # distill: the checkpoint(s) whose codes the student learns (several: their mean)
-    teacher: list[Path] = field(default_factory=list)
-    teacher_views: str = "whole+quadrants"  # distill: how the teacher looks at an image
-    init_from_teacher: bool = False  # distill: start from the teacher's weights
-    mixup: float = 0.0  # distill: fraction of training images blended with another
-    epochs: int = 100
-    batch_size: int = 32  # pairs per batch (pairs), images per batch (classify)
-    lr: float = 0.0005
-    weight_decay: float = 0.0
-    schedule: str = "constant"  # "constant" or "onecycle" (warm-up, then cosine decay)
-    margin: float = 2.0  # pairs: contrastive margin
-    per_class: int = 32  # views: images per class in a batch (two views each)
-    temperature: float = 0.1  # views
-    class_weight: float = 1.0  # views: weight of the supervised term
-    texture_weight: float = 0.0  # views: weight of predicting the views' LBP histograms
-    min_crop: float = 0.35  # views: smallest crop, as a fraction of the image area
-    shading: float = 0.0  # views, distill: strength of random uneven lighting (0: none)
-    blur: float = 0.0  # views, distill: largest sigma of random Gaussian blur (0: none)
-    local_views: int = 0  # views: small views per image besides the two large ones (multi-crop)
-    synthetic_classes: int = 0  # views, distill: procedural texture classes in every batch
-    synthetic_per_class: int = 8  # views, distill: images of each synthetic class in a batch
-    synthetic_model: str = "basic"  # views, distill: texture model (``model.synthetic.MODELS``)
-    synthetic_backgrounds: float = 0.0  # views, distill: share of them laid over real images
-    views: str = "whole"  # how images are seen at inference (``model.networks.VIEWS``)
-    center: bool = False  # subtract the training images' mean embedding at inference
-    val_fraction: float = 0.2
-    seed: int = 0
-    keep: str = "last"  # "last" epoch, or the epoch with the "best" validation loss
-    device: str = "auto"
-    command: str = ""
-    max_batches: int | None = None  # cap batches per epoch (quick runs, tests)
 
 
 @dataclass
@@ -132,28 +92,14 @@ def run_epoch(
     return total / max(count, 1)
 
 
-def load_teacher(config: TrainConfig) -> SiameseNetwork:
-    """The teacher: each checkpoint's trained tower looking at images through
-    ``teacher_views``, uncentred (the student is centred on its own training
-    codes, if asked); several checkpoints are averaged (``EnsembleEmbedding``)."""
+def load_teacher(path: Path) -> SiameseNetwork:
+    """The teacher: a checkpoint's trained tower looking at images through the
+    views it was made with, uncentred (the student is centred on its own
+    training codes, if asked)."""
     from model.checkpoint import load_checkpoint
 
-    if not config.teacher:
-        raise ValueError("--objective distill needs --teacher CHECKPOINT")
-    members = []
-    for path in config.teacher:
-        network, _ = load_checkpoint(path)
-        members.append(with_views(getattr(network, "tower", network), config.teacher_views))
-    return members[0] if len(members) == 1 else EnsembleEmbedding(members)
-
-
-def plain(value: Any) -> Any:
-    """A config value as JSON can hold it (paths as strings)."""
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
+    network, meta = load_checkpoint(path)
+    return with_views(getattr(network, "tower", network), meta.get("views", "whole"))
 
 
 def build_objective(
@@ -162,67 +108,39 @@ def build_objective(
     val_files: dict[str, list[Path]],
     size: int,
     device: torch.device,
-    embedding_dim: int = 0,
     teacher: SiameseNetwork | None = None,
 ) -> Objective:
-    if config.objective == "distill":
+    settings, seed = config.objective, config.seed
+    if isinstance(settings, DistillConfig):
         if teacher is None:
-            raise ValueError("--objective distill needs --teacher CHECKPOINT")
+            raise ValueError("the distill objective needs its teacher")
         return DistillObjective(
             teacher,
             train_files,
             val_files,
-            size,
-            config.per_class,
-            config.min_crop,
-            config.seed,
-            device,
-            config.mixup,
-            config.synthetic_classes,
-            config.synthetic_per_class,
-            config.synthetic_model,
-            config.synthetic_backgrounds,
-            config.shading,
-            blur=config.blur,
+            size=size,
+            settings=settings,
+            seed=seed,
+            device=device,
         )
-    if config.objective == "views":
+    if isinstance(settings, ViewsConfig):
         return ViewObjective(
-            train_files,
-            val_files,
-            size,
-            config.per_class,
-            config.temperature,
-            config.class_weight,
-            config.min_crop,
-            config.seed,
-            device,
-            config.texture_weight,
-            embedding_dim,
-            config.synthetic_classes,
-            config.synthetic_per_class,
-            config.synthetic_model,
-            config.synthetic_backgrounds,
-            config.shading,
-            config.local_views,
-            blur=config.blur,
+            train_files, val_files, size=size, settings=settings, seed=seed, device=device
         )
     train_data = ClassTensors.from_files(train_files, size)
     val_data = ClassTensors.from_files(val_files, size)
-    if config.objective == "pairs":
+    if isinstance(settings, PairsConfig):
         return PairObjective(
             train_data,
             val_data,
-            config.batch_size,
-            config.margin,
-            config.seed,
-            device,
-            VALIDATION_PAIRS,
+            settings=settings,
+            seed=seed,
+            device=device,
+            val_pairs=VALIDATION_PAIRS,
         )
-    if config.objective == "classify":
-        return ClassifyObjective(train_data, val_data, config.batch_size, config.seed, device)
-    raise ValueError(
-        f"unknown objective {config.objective!r}; use pairs, views, classify or distill"
-    )
+    if isinstance(settings, ClassifyConfig):
+        return ClassifyObjective(train_data, val_data, settings=settings, seed=seed, device=device)
+    raise ValueError(f"unknown objective settings {settings!r}")
 
 
 def build_optimizer(
@@ -302,61 +220,50 @@ def save_loss_curve(
     plt.close(fig)
 
 
+def network_kwargs(config: TrainConfig) -> dict[str, int | bool]:
+    """The architecture's options as the checkpoint records them (only those set)."""
+    kwargs: dict[str, int | bool] = {}
+    if config.network.input_size is not None:
+        kwargs["input_size"] = config.network.input_size
+    if config.network.fine_stage1:
+        kwargs["fine_stage1"] = True
+    if isinstance(config.objective, ClassifyConfig):
+        kwargs["n_classes"] = len(config.train_classes)
+    return kwargs
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Train, validate every epoch, calibrate the match threshold, save everything."""
     seed_everything(config.seed)
     device = resolve_device(config.device)
-    kwargs: dict[str, int] = {}
-    if config.embedding_dim is not None:
-        kwargs["embedding_dim"] = config.embedding_dim
-    if config.width is not None:
-        kwargs["width"] = config.width
-    if config.input_size is not None:
-        kwargs["input_size"] = config.input_size
-    if config.pool_max:
-        kwargs["pool_max"] = True
-    if config.fine_stage1:
-        kwargs["fine_stage1"] = True
-    if config.quadrant_codes:
-        kwargs["quadrant_codes"] = True
-    if config.objective == "classify":
-        kwargs["n_classes"] = len(config.train_classes)
-    network = build_network(config.arch, **kwargs).to(device)
-    teacher = load_teacher(config) if config.objective == "distill" else None
-    if teacher is not None and config.init_from_teacher:
-        # texture_net's two stems have the same weight shapes, so a full-resolution
-        # student can start from a 100-pixel teacher (the first, in an ensemble)
-        first = teacher.members[0] if isinstance(teacher, EnsembleEmbedding) else teacher
-        network.load_state_dict(getattr(first, "tower", first).state_dict())
+    arch, objective_name = config.network.arch, config.objective.name
+    kwargs = network_kwargs(config)
+    network = build_network(arch, **kwargs).to(device)
+    teacher = None
+    if isinstance(config.objective, DistillConfig):
+        teacher = load_teacher(config.objective.teacher)
+        if config.objective.init_from_teacher:
+            # texture_net's two stems have the same weight shapes, so a
+            # full-resolution student can start from a 100-pixel teacher
+            network.load_state_dict(getattr(teacher, "tower", teacher).state_dict())
     # How the trained tower will embed images; checked now, not after training.
-    embedding = with_views(network, config.views)
+    embedding = with_views(network, config.inference_views)
     if config.center and not network.normalized:
-        raise ValueError(f"--center needs unit embeddings; {config.arch} does not normalise")
+        raise ValueError(f"center needs unit embeddings; {arch} does not normalise")
     size = network.input_size
 
     files = list_class_images(config.data, config.train_classes)
     train_files, val_files = split_per_class(files, config.val_fraction, config.seed)
-    objective = build_objective(
-        config,
-        train_files,
-        val_files,
-        size,
-        device,
-        int(getattr(network, "embedding_dim", 0)),
-        teacher,
-    )
+    objective = build_objective(config, train_files, val_files, size, device, teacher)
     steps_per_epoch = objective.steps_per_epoch()
     if config.max_batches is not None:
         steps_per_epoch = min(steps_per_epoch, config.max_batches)
-    optimizer, scheduler = build_optimizer(
-        list(network.parameters()) + objective.parameters(), config, steps_per_epoch
-    )
+    optimizer, scheduler = build_optimizer(list(network.parameters()), config, steps_per_epoch)
 
     config.out.mkdir(parents=True, exist_ok=True)
     history: list[dict[str, float]] = []
-    best_state, best_val = None, float("inf")
     started = time.monotonic()
-    bar = tqdm(range(1, config.epochs + 1), desc=f"train {config.arch}", unit="epoch")
+    bar = tqdm(range(1, config.epochs + 1), desc=f"train {arch}", unit="epoch")
     for epoch in bar:
         train_loss = run_epoch(
             network, objective.train_batches(), objective, optimizer, scheduler, config.max_batches
@@ -364,11 +271,6 @@ def train(config: TrainConfig) -> TrainResult:
         val_loss = run_epoch(network, objective.val_batches(), objective, None)
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
         bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
-        if config.keep == "best" and val_loss < best_val:
-            best_val = val_loss
-            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-    if best_state is not None:
-        network.load_state_dict(best_state)
 
     center = None
     if config.center:
@@ -384,9 +286,9 @@ def train(config: TrainConfig) -> TrainResult:
     distances, different = pair_distances(embedding, val_pairs, device)
     threshold, val_accuracy = best_threshold(distances, different)
     meta = {
-        "arch": config.arch,
+        "arch": arch,
         "arch_kwargs": kwargs,
-        "views": config.views,
+        "views": config.inference_views,
         "center": None if center is None else center.cpu().tolist(),
         "input_size": embedding.input_size,
         "embedding_dim": int(getattr(network, "embedding_dim", 0)),
@@ -400,10 +302,12 @@ def train(config: TrainConfig) -> TrainResult:
         },
         "training": {
             **{
-                k: plain(v)
-                for k, v in asdict(config).items()
-                if k not in ("data", "out", "command")
+                f.name: plain(getattr(config, f.name))
+                for f in fields(config)
+                if f.name not in ("data", "out", "command", "objective")
             },
+            "objective": objective_name,
+            objective_name: plain(config.objective),
             "command": config.command,
             "seconds": round(time.monotonic() - started, 1),
             "torch": str(torch.__version__),
@@ -426,8 +330,8 @@ def train(config: TrainConfig) -> TrainResult:
         save_loss_curve(
             history,
             config.out / "loss.png",
-            f"{config.arch} ({config.objective}), lr {config.lr:g}",
-            LOSS_NAMES[config.objective],
+            f"{arch} ({objective_name}), lr {config.lr:g}",
+            LOSS_NAMES[objective_name],
         )
     log.info(
         "saved %s (threshold %.4f, val AUC %.3f)",

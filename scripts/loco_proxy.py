@@ -1,36 +1,31 @@
 """Leave-one-class-out proxy: choosing a design without looking at the unseen classes.
 
 Each fold is a checkpoint trained on two of the three NEU training classes
-(``runs/loco/<run>-<fold>``, commands in docs/model.md). It is scored with
-3-way one-shot episodes (1000, seed 0) and pair ROC AUC on the held-out third
-class (all its images) and the two trained classes' validation images, under
-several ways of viewing an image at inference:
+(``runs/loco/<run>-<fold>``; docs/experiments.md has the commands). It is
+scored with 3-way one-shot episodes (1000, seed 0) and pair ROC AUC on the
+held-out third class (all its images) and the two trained classes' validation
+images, under one or more ways of viewing an image at inference:
 
 * ``whole``: the image resized to 100x100 (one pass);
 * ``quadrants``: its four 100x100 quadrants at full resolution;
-* ``grid9``: nine overlapping 100x100 crops at full resolution;
-* ``mid4``: four 140x140 corner crops resized to 100x100;
 * ``native``: the image at the network's own input size (one pass; at 200x200,
-  full resolution, for a ``texture_net --input-size 200`` student);
+  full resolution, for a ``texture_net`` student with ``input_size = 200``);
 
-joined with ``+`` (codes of all views averaged); a suffix ``*N`` (N = 2, 4 or 8)
-also averages over N of the square's symmetries (``*2``: the identity and a
-mirror; ``*4``: the four quarter turns; ``*8``: all turns, mirrored and not), a
-test-time augmentation matching the rotations and flips the networks are
-trained with; optionally centred on the
-mean code of the fold's training images (``--center``, as ``train --center``
-does; the fold checkpoints themselves are trained without it), and optionally a
-hybrid with
-completed local binary patterns (CLBP, Guo, Zhang & Zhang, 2010), a
-training-free texture descriptor, at several weights.
+joined with ``+`` (codes of all views averaged: ``whole+quadrants`` is how the
+five-view teacher looks), optionally centred on the mean code of the fold's
+training images (``--center``, as a recipe's ``center = true`` does; the fold
+checkpoints themselves are trained without it).
 
-    python scripts/loco_proxy.py --runs runs/loco --run base --views whole,whole+quadrants
+    python scripts/loco_proxy.py --run blur --views whole+quadrants --center
+    python scripts/loco_proxy.py --run student --views native --center
+
+Views tried and dropped (nine crops, mid-size corners, turns and mirrors, a
+CLBP hybrid, ensembles of runs) are in the git tag ``experiments/before-cleanup``.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -43,8 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from model.checkpoint import load_checkpoint
 from model.data import list_class_images, load_tensors, split_per_class
 from model.evaluate import one_shot_episodes, pair_verification
-from model.lbp import histograms, neighbour_differences, riu2
-from model.networks import EnsembleEmbedding, SiameseNetwork
+from model.networks import SiameseNetwork
 
 TRAIN_CLASSES = ("inclusion", "patches", "rolled-in_scale")
 FOLDS = {"R": "rolled-in_scale", "P": "patches", "I": "inclusion"}
@@ -62,18 +56,12 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
 
 
-def crops(x: torch.Tensor, side: int, per_row: int) -> list[torch.Tensor]:
-    last = x.shape[-1] - side
-    starts = [round(i * last / (per_row - 1)) for i in range(per_row)]
-    return [resize(x[..., t : t + side, s : s + side], 100) for t in starts for s in starts]
+def quadrants(x: torch.Tensor) -> list[torch.Tensor]:
+    """The four 100x100 quadrants of 200x200 images, at full resolution."""
+    return [x[..., t : t + 100, s : s + 100] for t in (0, 100) for s in (0, 100)]
 
 
-VIEWS = {
-    "whole": lambda x: [resize(x, 100)],
-    "quadrants": lambda x: crops(x, 100, 2),
-    "grid9": lambda x: crops(x, 100, 3),
-    "mid4": lambda x: crops(x, 140, 2),
-}
+VIEWS = {"whole": lambda x: [resize(x, 100)], "quadrants": quadrants}
 
 
 def view_list(network: SiameseNetwork, x: torch.Tensor, name: str) -> list[torch.Tensor]:
@@ -82,49 +70,15 @@ def view_list(network: SiameseNetwork, x: torch.Tensor, name: str) -> list[torch
     return VIEWS[name](x)
 
 
-def symmetries(x: torch.Tensor, count: int) -> list[torch.Tensor]:
-    """``count`` of the square's eight symmetries applied to ``x`` (the first is the identity)."""
-    if count == 2:
-        return [x, torch.flip(x, dims=(-1,))]
-    turns = [torch.rot90(x, k, dims=(-2, -1)) for k in range(4)]
-    if count == 4:
-        return turns
-    if count == 8:
-        return turns + [torch.flip(t, dims=(-1,)) for t in turns]
-    raise ValueError(f"symmetries: count must be 2, 4 or 8, not {count}")
-
-
 @torch.inference_mode()
 def embed(network: SiameseNetwork, x: torch.Tensor, views: str) -> torch.Tensor:
-    views, _, count = views.partition("*")
     out = []
     for start in range(0, len(x), 32):
         batch = x[start : start + 32]
         parts = [v for name in views.split("+") for v in view_list(network, batch, name)]
-        if count:
-            parts = [s for v in parts for s in symmetries(v, int(count))]
         codes = torch.stack([network.forward_once(v) for v in parts]).mean(0)
         out.append(F.normalize(codes, dim=1))
     return torch.cat(out)
-
-
-def clbp(x: torch.Tensor, scales: tuple[tuple[int, int], ...] = ((8, 1), (16, 2), (24, 3))):
-    """CLBP_S/M joint and CLBP_S/C histograms per scale, square-rooted (Hellinger)."""
-    parts = []
-    for start in range(0, len(x), 16):
-        image = x[start : start + 16, 0]
-        per_scale = []
-        for points, radius in scales:
-            center = image[:, radius:-radius, radius:-radius]
-            d = neighbour_differences(image, points, radius)
-            sign = riu2(d >= -1e-6)
-            magnitude = riu2(d.abs() >= d.abs().mean(dim=(1, 2, 3), keepdim=True))
-            bright = (center >= image.mean(dim=(1, 2), keepdim=True)).long()
-            bins = points + 2
-            per_scale.append(histograms(sign * bins + magnitude, bins * bins).sqrt())
-            per_scale.append(histograms(sign * 2 + bright, bins * 2).sqrt())
-        parts.append(torch.cat(per_scale, 1) / math.sqrt(len(per_scale)))
-    return torch.cat(parts)
 
 
 def threshold_shift(
@@ -167,12 +121,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/neu-cls"))
     parser.add_argument("--runs", type=Path, default=Path("runs/loco"))
-    parser.add_argument(
-        "--run",
-        default="base",
-        help="fold checkpoints are RUNS/<run>-<fold>; several runs joined with + are an "
-        "ensemble (their codes averaged)",
-    )
+    parser.add_argument("--run", default="base", help="fold checkpoints are RUNS/<run>-<fold>")
     parser.add_argument("--folds", default="R,P,I")
     parser.add_argument("--views", default="whole,whole+quadrants")
     parser.add_argument(
@@ -188,26 +137,17 @@ def main() -> int:
         help="also score every --views entry centred on the mean code of the fold's "
         "training images (model.networks.CenteredEmbedding)",
     )
-    parser.add_argument(
-        "--clbp-weights",
-        default="",
-        help="comma-separated weights of the network in a hybrid with CLBP (e.g. 0.7,0.85), "
-        "applied to the last --views entry",
-    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows: dict[str, list[tuple[float, float]]] = {}
     for fold in args.folds.split(","):
         held_out = FOLDS[fold]
-        members = []
-        for run in args.run.split("+"):
-            network, _ = load_checkpoint(args.runs / f"{run}-{fold}" / "checkpoint.pt")
-            members.append(getattr(network, "tower", network))  # the views are made here
-        network = members[0] if len(members) == 1 else EnsembleEmbedding(members)
+        network, _ = load_checkpoint(args.runs / f"{args.run}-{fold}" / "checkpoint.pt")
+        network = getattr(network, "tower", network)  # the views are made here
         x = {c: load_tensors(files, 200) for c, files in proxy_files(args.data, held_out).items()}
         trained = [c for c in TRAIN_CLASSES if c != held_out]
         train_files, _ = split_per_class(list_class_images(args.data, trained), 0.2, 0)
-        if args.center or args.clbp_weights:
+        if args.center:
             t = load_tensors([p for files in train_files.values() for p in files], 200)
         for views in args.views.split(","):
             codes = {c: embed(network, batch, views) for c, batch in x.items()}
@@ -224,25 +164,6 @@ def main() -> int:
                 else threshold_shift(args.data, network, held_out, views, codes)
             )
             print(shift, file=sys.stderr)
-        if args.clbp_weights:
-            # Both descriptors are scaled to a median distance of 1 over the fold's
-            # training images before they are weighed.
-            net_scale = torch.pdist(embed(network, t, views)).median()
-            lbp_scale = torch.pdist(clbp(t)).median()
-            texture = {c: clbp(batch) for c, batch in x.items()}
-            rows.setdefault("clbp", []).append(score(texture))
-            for weight in map(float, args.clbp_weights.split(",")):
-                hybrid = {
-                    c: torch.cat(
-                        [
-                            codes[c] * math.sqrt(weight) / net_scale,
-                            texture[c] * math.sqrt(1 - weight) / lbp_scale,
-                        ],
-                        1,
-                    )
-                    for c in x
-                }
-                rows.setdefault(f"{views} + clbp, weight {weight:g}", []).append(score(hybrid))
     folds = args.folds.split(",")
     print("| views | " + " | ".join(f"fold {f} 3-way (AUC)" for f in folds) + " | mean 3-way |")
     print("|---|" + "---:|" * (len(folds) + 1))

@@ -13,7 +13,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -115,13 +114,14 @@ def redis_url(redis_db: str) -> str:
 def settings(migrated_pg_url: str, redis_url: str, tmp_path: Path) -> Settings:
     """Settings for one test: its own database, Redis database and folders."""
     base = settings_from_env({})
-    return replace(
-        base,
-        database_url=migrated_pg_url,
-        redis_url=redis_url,
-        blob_dir=tmp_path / "blobs",
-        inbox_dir=tmp_path / "inbox",
-        spool_dir=tmp_path / "spool",
+    return base.model_copy(
+        update={
+            "database_url": migrated_pg_url,
+            "redis_url": redis_url,
+            "blob_dir": tmp_path / "blobs",
+            "inbox_dir": tmp_path / "inbox",
+            "spool_dir": tmp_path / "spool",
+        }
     )
 
 

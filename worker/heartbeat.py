@@ -38,21 +38,21 @@ class Heartbeat(RedisTimerStep):
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m worker.heartbeat NODE``: exit 0 when the worker NODE (as
-    ``celery@host``) has a fresh heartbeat, 1 otherwise (a container health check)."""
+    ``celery@host``) has a fresh heartbeat; else say why on stderr and exit 1
+    (a container health check)."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m worker.heartbeat NODE_NAME (e.g. celery@$HOSTNAME)")
-        return 2
+        raise SystemExit("usage: python -m worker.heartbeat NODE_NAME (e.g. celery@$HOSTNAME)")
     client = redis.Redis.from_url(get_settings().redis_url, socket_timeout=3)
     try:
         alive = bool(client.exists(f"{WORKER_KEY_PREFIX}{args[0]}"))
     except redis.RedisError as exc:
-        print(f"Redis does not answer: {exc}")
-        return 1
-    print("alive" if alive else f"no fresh heartbeat from {args[0]}")
-    return 0 if alive else 1
+        raise SystemExit(f"Redis does not answer: {exc}") from None
+    if not alive:
+        raise SystemExit(f"no fresh heartbeat from {args[0]}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -240,8 +240,9 @@ def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[
     started = time.perf_counter()
     for pending in batch:
         prepare(pending, runtime)
-    stored = [p for p in batch if p.data is not None]
-    for pending, key in zip(stored, runtime.store.put_many([p.data for p in stored]), strict=True):
+    stored = [(p, p.data) for p in batch if p.data is not None]
+    keys = runtime.store.put_many([data for _, data in stored])
+    for (pending, _), key in zip(stored, keys, strict=True):
         pending.image_key = key
     good = [p for p in batch if p.image is not None]
     embed_started = time.perf_counter()

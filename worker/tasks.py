@@ -33,7 +33,7 @@ from core.settings import get_settings
 from worker import metrics
 from worker.celery_app import app
 from worker.inspection import PendingJob, WorkerRuntime, inspect_batch, record_failures
-from worker.retry import backoff_seconds, until_stored
+from worker.retry import attempts, until_stored
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +89,11 @@ class InspectBatches(Batches):
     _runtime: WorkerRuntime | None = None
 
     @property
-    def flush_every(self) -> int:  # type: ignore[override]
+    def flush_every(self) -> int:
         return get_settings().inspect_batch_size
 
     @property
-    def flush_interval(self) -> float:  # type: ignore[override]
+    def flush_interval(self) -> float:
         return get_settings().inspect_batch_wait_ms / 1000.0
 
     @property
@@ -118,30 +118,43 @@ def inspect_until_stored(
     error is isolated to the job that causes it, which is retried and then
     recorded as rejected.
     """
-    for attempt in range(1, ATTEMPTS_PER_JOB + 1):
-        try:
-            until_stored(lambda: inspect_batch(runtime(), batch), sleep)
-            return
-        except Exception as exc:
-            ids = {"job_ids": [p.task_id for p in batch]}
-            if len(batch) > 1:
-                log.exception(
-                    "a batch of %d failed; inspecting its jobs one by one", len(batch), extra=ids
-                )
-                for pending in batch:
-                    inspect_until_stored(runtime, [pending], sleep)
-                return
-            if attempt < ATTEMPTS_PER_JOB:
-                log.exception("job %s failed (attempt %d)", batch[0].task_id, attempt, extra=ids)
-                sleep(backoff_seconds(attempt))
-                continue
-            log.exception(
-                "job %s failed %d times; recording it as rejected",
-                batch[0].task_id,
-                attempt,
-                extra=ids,
-            )
-            until_stored(partial(record_failures, get_settings(), batch, exc), sleep)
+    if len(batch) == 1:
+        inspect_alone(runtime, batch[0], sleep)
+        return
+    try:
+        until_stored(lambda: inspect_batch(runtime(), batch), sleep)
+        return
+    except Exception:
+        ids = {"job_ids": [p.task_id for p in batch]}
+        log.exception("a batch of %d failed; inspecting its jobs one by one", len(batch), extra=ids)
+    for pending in batch:
+        inspect_alone(runtime, pending, sleep)
+
+
+def inspect_alone(
+    runtime: Callable[[], WorkerRuntime], pending: PendingJob, sleep: Callable
+) -> None:
+    """One job, tried ATTEMPTS_PER_JOB times; then stored as rejected, saying why."""
+    fields = {"job_id": pending.task_id}
+    try:
+        for attempt in attempts(ATTEMPTS_PER_JOB, sleep):
+            with attempt:
+                try:
+                    until_stored(lambda: inspect_batch(runtime(), [pending]), sleep)
+                except Exception:
+                    number = attempt.retry_state.attempt_number
+                    log.exception(
+                        "job %s failed (attempt %d)", pending.task_id, number, extra=fields
+                    )
+                    raise
+    except Exception as exc:
+        log.error(
+            "job %s failed %d times; recording it as rejected",
+            pending.task_id,
+            ATTEMPTS_PER_JOB,
+            extra=fields,
+        )
+        until_stored(partial(record_failures, get_settings(), [pending], exc), sleep)
 
 
 @app.task(name=TASK_NAME, base=InspectBatches, bind=True, typing=False)

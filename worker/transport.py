@@ -144,11 +144,12 @@ class Message(virtual.Message):
             except Exception as exc:
                 problem = f"a kombu message that could not be read ({type(exc).__name__}: {exc})"
         raw = payload if isinstance(payload, bytes) else _dumps_or_repr(payload).encode()
-        parts = payload if isinstance(payload, dict) else {}
-        properties = parts.get("properties") if isinstance(parts.get("properties"), dict) else {}
-        delivery = properties.get("delivery_info")
+        parts: dict[str, Any] = payload if isinstance(payload, dict) else {}
+        properties = parts.get("properties")
+        delivery = properties.get("delivery_info") if isinstance(properties, dict) else None
         queue = delivery.get("routing_key") if isinstance(delivery, dict) else None
-        headers = parts.get("headers") if isinstance(parts.get("headers"), dict) else {}
+        named = parts.get("headers")
+        headers: dict[str, Any] = named if isinstance(named, dict) else {}
         reason = f"the broker held {problem}; send jobs with a Celery client (send_task)"
         envelope = unreadable_envelope(
             raw, reason, queue if isinstance(queue, str) else QUEUE_NAME, headers.get("id")

@@ -1,0 +1,173 @@
+"""The bodies of ``/api/v1/``, declared once: the handlers parse requests and build
+responses with these models, and the OpenAPI document is generated from them.
+
+Response models forbid extra fields, so a field a handler sends that is not
+declared here fails at once (and the document says ``additionalProperties:
+false``). What a value may be beyond its shape (a camera name, a UUID, a label)
+is checked where the rest of the line checks it: ``core.jobs`` and
+``admin.inspections``. Each model's name is its schema's name in the document.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema
+from werkzeug.datastructures import FileStorage
+
+# The values of core.tables.STATUSES, REVIEW_STATES and admin.review_queue.SORTS, written
+# out so that type checkers see them; tests/integration/test_api.py checks that they agree.
+Status = Literal["passed", "flagged", "rejected"]
+ReviewState = Literal["pending", "confirmed", "false_alarm", "relabeled"]
+Sort = Literal["newest", "oldest", "dissimilar", "similar"]
+ReviewAction = Literal["confirm", "false_alarm", "relabel", "comment"]
+
+# As datetime.isoformat() writes it ("+00:00"), as the API always has.
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(lambda value: value.isoformat(), return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+# Text whose form the line checks itself (core.jobs, admin.review_queue), documented as such.
+DateTimeText = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+UuidText = Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
+
+
+def _uploaded_file(value: Any) -> FileStorage:
+    if not isinstance(value, FileStorage):
+        raise ValueError("send the image as a file (multipart/form-data)")
+    return value
+
+
+UploadedFile = Annotated[
+    FileStorage,
+    PlainValidator(_uploaded_file),
+    WithJsonSchema({"type": "string", "format": "binary"}),
+]
+
+
+class Request(BaseModel):
+    """A request part: fields it does not know are ignored, as they always were."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Body(BaseModel):
+    """A response body: nothing undeclared reaches the client."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- requests ------------------------------------------------------------------------
+
+
+class InspectionQuery(Request):
+    status: Literal["", Status] = Field("", description="passed, flagged or rejected; '': any")
+    camera: str = Field("", description="camera name")
+    label: str = Field("", description="predicted label")
+    review: Literal["", ReviewState] = Field("", description="review state; '': any")
+    since: DateTimeText | None = Field(
+        None, description="processed at or after; a malformed time is ignored"
+    )
+    until: DateTimeText | None = Field(
+        None, description="processed before; a malformed time is ignored"
+    )
+    sort: Sort = Field("newest", description="order of the pages")
+    after: str = Field("", description="the `next` cursor of the previous page")
+    limit: int = Field(50, description="page size; below 1 counts as 1, above 500 as 500")
+
+
+class ReviewRequest(Request):
+    action: ReviewAction
+    label: str | None = Field(None, description="the label the image should have (relabel)")
+    comment: str | None = None
+    reviewer: str | None = Field(
+        None,
+        description=(
+            "the person the review is for; recorded as 'api:<token name> for <reviewer>': "
+            "the token signs the review"
+        ),
+    )
+
+
+class JobSubmission(Request):
+    """A job as JSON, the image inside it."""
+
+    image_b64: str = Field(json_schema_extra={"contentEncoding": "base64"})
+    camera: str
+    captured_at: DateTimeText | None = None
+    job_id: UuidText | None = Field(
+        None, description="your idempotency key; made for you when absent"
+    )
+    meta: dict[str, Any] | None = None
+
+
+class JobUpload(Request):
+    """A job as a multipart form, the image as a file."""
+
+    image: UploadedFile
+    camera: str
+    captured_at: DateTimeText | None = None
+    job_id: UuidText | None = Field(
+        None, description="your idempotency key; made for you when absent"
+    )
+
+
+# -- responses -----------------------------------------------------------------------
+
+
+class Distance(BaseModel):
+    """One reference's distance, as the worker stored it; keys it adds later are not
+    sent until they are declared here."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    reference_id: int
+    label: str
+    kind: Literal["defect", "ok"]
+    distance: float
+
+
+class Review(Body):
+    state: ReviewState
+    label: str | None
+    by: str | None
+    at: Timestamp | None
+    comment: str | None
+
+
+class Inspection(Body):
+    id: int
+    job_id: UuidText
+    camera: str
+    status: Status
+    label: str | None
+    dissimilarity: float | None
+    threshold: float | None
+    nearest_reference_id: int | None
+    distances: list[Distance]
+    model_version: str | None
+    error: str | None = Field(description="why the image was rejected")
+    meta: dict[str, Any]
+    captured_at: Timestamp | None
+    received_at: Timestamp
+    processed_at: Timestamp
+    image_url: str | None = Field(description="the stored image; the same token may fetch it")
+    review: Review
+
+
+class InspectionPage(Body):
+    items: list[Inspection]
+    next: str | None = Field(description="pass as `after` for the next page; null: the last")
+
+
+class JobQueued(Body):
+    job_id: UuidText
+    status: Literal["queued"]
+
+
+class Error(Body):
+    error: str = Field(description="what was wrong, and what to do")

@@ -1,0 +1,86 @@
+"""What the site's tests share: the app with users and references, rows as a worker
+writes them, a logged-in client, and API tokens made as an admin makes them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from admin import create_app
+from admin.auth import create_user
+from core.blobs import BlobStore
+from core.db import session_scope
+from core.references import seed_from_folder
+from core.results import insert_inspections
+from core.tables import Inspection
+from tests.conftest import SAMPLE, login, sample_images
+from worker.inspection import base_row
+
+
+@pytest.fixture
+def app(settings):
+    with session_scope(settings.database_url) as session:
+        seed_from_folder(session, BlobStore(settings.blob_dir), SAMPLE, "test")
+        create_user(session, "ada", "admin-password", "admin")
+        create_user(session, "sam", "supervisor-password", "supervisor")
+    return create_app(
+        {
+            "DATABASE_URL": settings.database_url,
+            "BLOB_DIR": str(settings.blob_dir),
+            "REDIS_URL": settings.redis_url,
+            "SECRET_KEY": "test",
+        }
+    )
+
+
+def add_inspections(settings, count: int, **overrides) -> list[int]:
+    """Rows as a worker writes them, with real stored images."""
+    store = BlobStore(settings.blob_dir)
+    key = store.put(sample_images()[5].read_bytes())
+    start = datetime.now(UTC) - timedelta(minutes=count)
+    rows = []
+    for i in range(count):
+        distance = 0.1 + i / count
+        values = dict(
+            job_id=str(uuid.uuid4()),
+            camera=f"cam-{i % 3}",
+            status="flagged",
+            label="crazing" if distance < 0.8 else "unknown",
+            dissimilarity=distance,
+            nearest_reference_id=1,
+            threshold=0.8,
+            model_version="test",
+            image_key=key,
+            distances=[
+                {"reference_id": 1, "label": "crazing", "kind": "defect", "distance": distance},
+                {"reference_id": 2, "label": "inclusion", "kind": "defect", "distance": 1.5},
+            ],
+            received_at=start + timedelta(minutes=i),
+            processed_at=start + timedelta(minutes=i),
+        )
+        values.update(overrides)
+        rows.append(base_row(**values))
+    with session_scope(settings.database_url) as session:
+        insert_inspections(session, rows)
+        return list(session.scalars(select(Inspection.id).order_by(Inspection.id)))
+
+
+def logged_in(app, user: str, password: str):
+    client = app.test_client()
+    assert login(client, user, password).status_code == 302
+    return client
+
+
+def make_token(app, name: str, *scopes: str) -> str:
+    args = ["create-token", name, *(arg for scope in scopes for arg in ("--scope", scope))]
+    result = app.test_cli_runner().invoke(args=args)
+    assert result.exit_code == 0, result.output
+    return result.output.strip()
+
+
+@pytest.fixture
+def api_token(app):
+    return make_token(app, "mes-line-3", "submit", "read", "review", "metrics")
