@@ -259,16 +259,76 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_evaluate_frames_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate-frames",
+        help="find defects on frames with K good references: detection, location, naming",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="one folder per class, one of them good surface; optional masks/<class>/ "
+        "and groups.csv (or tile_groups.csv) with columns file,group",
+    )
+    p.add_argument("--good-class", required=True, help="the folder of good surface")
+    p.add_argument(
+        "--good-references",
+        type=lambda text: [int(k) for k in text.split(",")],
+        default=[1, 5, 20],
+        help="numbers of good references to draw, comma-separated (default 1,5,20)",
+    )
+    p.add_argument("--json", type=Path, required=True, help="where to write the results")
+    p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
+    p.add_argument("--draws", type=int, default=5, help="random draws per K (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="model pixels per image pixel (default 1.0: the scale the model learned)",
+    )
+    p.add_argument("--device", default="cpu")
+
+
+def run_evaluate_frames(args: argparse.Namespace) -> int:
+    from model.embedder import load_embedder
+    from model.evaluate_frames import evaluate_frames, markdown, write_result
+
+    if not args.data.is_dir():
+        raise FileNotFoundError(f"not a folder: {args.data}")
+    embedder = load_embedder(args.checkpoint, device=args.device)
+    result = evaluate_frames(
+        embedder,
+        args.data,
+        args.good_class,
+        args.good_references,
+        draws=args.draws,
+        seed=args.seed,
+        scale=args.scale,
+    )
+    write_result(result, args.json)
+    print(markdown(result))
+    print(f"written to {args.json}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_train_parser(subparsers)
     add_evaluate_parser(subparsers)
     add_compare_parser(subparsers)
+    add_evaluate_frames_parser(subparsers)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        commands = {"train": run_train, "evaluate": run_evaluate, "compare": run_compare}
+        commands = {
+            "train": run_train,
+            "evaluate": run_evaluate,
+            "compare": run_compare,
+            "evaluate-frames": run_evaluate_frames,
+        }
         return commands[args.command](args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,80 @@
+"""Frames: local features at a fixed scale, a good-surface memory, anomaly maps, and
+``evaluate-frames`` on a small surface made here (noise texture, bright spots)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model import load_embedder
+from model.evaluate_frames import evaluate_frames, markdown
+from model.frames import GoodSurfaceMemory, PatchFeatures, calibrate_threshold
+
+KEYS = ("image_auroc", "false_alarm_rate", "recall", "pixel_auroc", "located", "naming_accuracy")
+
+
+def texture(rng: np.random.Generator, size: tuple[int, int] = (120, 180)) -> np.ndarray:
+    return np.clip(rng.normal(128, 18, size), 0, 255)
+
+
+def write_surface(folder, rng: np.random.Generator) -> None:
+    """12 good frames, and 5 with a bright spot (and its mask); a group per frame."""
+    rows = ["file,group"]
+    (folder / "good").mkdir(parents=True)
+    for i in range(12):
+        Image.fromarray(texture(rng).astype(np.uint8)).save(folder / "good" / f"g{i}.png")
+        rows.append(f"good/g{i}.png,{i}")
+    for label in ("spot",):
+        (folder / label).mkdir()
+        (folder / "masks" / label).mkdir(parents=True)
+        for i in range(5):
+            image, mask = texture(rng), np.zeros((120, 180), bool)
+            r, c = rng.integers(20, 100), rng.integers(20, 160)
+            mask[r - 8 : r + 8, c - 8 : c + 8] = True
+            image[mask] = 250
+            Image.fromarray(image.astype(np.uint8)).save(folder / label / f"s{i}.png")
+            Image.fromarray(mask.astype(np.uint8) * 255).save(
+                folder / "masks" / label / f"s{i}.png"
+            )
+            rows.append(f"{label}/s{i}.png,{100 + i}")
+    (folder / "groups.csv").write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return load_embedder(device="cpu")
+
+
+def test_a_spot_on_good_surface_stands_out_where_it_is(embedder):
+    rng = np.random.default_rng(0)
+    extract = PatchFeatures(embedder)
+    good = [extract(Image.fromarray(texture(rng).astype(np.uint8))) for _ in range(3)]
+    spotted = texture(rng)
+    spotted[50:66, 90:106] = 250
+    frame = extract(Image.fromarray(spotted.astype(np.uint8)))
+    memory = GoodSurfaceMemory.from_frames(good)
+    amap = memory.anomaly_map(frame)
+    assert amap.shape == (120, 180)  # the frame's own size: never squashed
+    row, col = np.unravel_index(int(np.argmax(amap)), amap.shape)
+    assert 42 <= row <= 74 and 82 <= col <= 114
+    threshold = calibrate_threshold(good)
+    assert amap.max() > threshold > 0
+    assert calibrate_threshold(good[:1]) > 0  # one good frame: its halves
+
+
+def test_evaluate_frames_writes_the_contracted_keys(embedder, tmp_path):
+    write_surface(tmp_path / "surface", np.random.default_rng(1))
+    result = evaluate_frames(embedder, tmp_path / "surface", "good", [1, 3], draws=2, seed=0)
+    json.dumps(result)  # plain JSON
+    for k in ("1", "3"):
+        row = result["by_good_references"][k]
+        for key in KEYS:
+            assert key in row and f"{key}_ci95" in row, key
+        assert row["image_auroc"] > 0.9  # bright spots on noise are plain to see
+        assert row["located"] > 0.5
+    whole = result["rules"]["whole-image"]["by_good_references"]["3"]
+    assert whole["pixel_auroc"] is None and 0.0 <= whole["image_auroc"] <= 1.0
+    assert "| patch-memory | 3 |" in markdown(result)
