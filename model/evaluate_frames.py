@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,10 +263,13 @@ def evaluate_frames(
     seed: int = 0,
     max_test_good: int = 300,
     scale: float = 1.0,
+    stages: tuple[int, ...] = (1, 2),
+    keep: Callable[[Sample], bool] | None = None,
 ) -> dict[str, Any]:
-    """The whole evaluation, as the JSON the command writes."""
-    samples = load_frames(data, good_class)
-    extract = PatchFeatures(embedder, scale)
+    """The whole evaluation, as the JSON the command writes; ``keep`` limits it to
+    some images (the selection rule's halves of the tile groups)."""
+    samples = [s for s in load_frames(data, good_class) if keep is None or keep(s)]
+    extract = PatchFeatures(embedder, scale, stages)
     features = {s.path: extract(s.image) for s in tqdm(samples, desc="features", leave=False)}
     whole_codes = embedder.embed([s.image for s in samples])
     codes = dict(zip([s.path for s in samples], whole_codes, strict=True))

@@ -4,9 +4,11 @@ surface, and anomaly maps (a PatchCore-like rule).
 A frame is never resized whole: it is scaled by a fixed factor (model pixels
 per image pixel; 1.0 is the scale the shipped networks learned, NEU's 200x200
 images at full resolution) and the network's feature maps are read over all of
-it. Each location's features (two stages, the coarser upsampled to the finer,
-averaged over a 3x3 neighbourhood) are compared with the features of good
-surface; the distance to the nearest one is that location's anomaly score.
+it. Each location's features (the network's second and third stages, the
+third upsampled to the second's grid of 8 image pixels, averaged over a 3x3
+neighbourhood; chosen on the development half of the magnetic-tile groups,
+docs/experiments.md) are compared with the features of good surface; the
+distance to the nearest one is that location's anomaly score.
 """
 
 from __future__ import annotations
@@ -59,17 +61,24 @@ class FrameFeatures:
 class PatchFeatures:
     """Reads local features of frames with an embedder's network."""
 
-    def __init__(self, embedder: Embedder, scale: float = 1.0) -> None:
+    def __init__(
+        self, embedder: Embedder, scale: float = 1.0, stages: tuple[int, ...] = (1, 2)
+    ) -> None:
         self.tower = feature_tower(embedder.network)
         self.device = embedder.device
         self.scale = scale
+        self.stages = stages  # which of the network's three stages, finest first
 
     @torch.inference_mode()
     def __call__(self, image: Image.Image) -> FrameFeatures:
         x = frame_tensor(image, self.scale).to(self.device)
-        fine, coarse, _ = self.tower.feature_maps(x)
-        coarse = F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)
-        maps = torch.cat([fine, coarse], dim=1)
+        maps_by_stage = self.tower.feature_maps(x)
+        chosen = [maps_by_stage[i] for i in self.stages]
+        size = chosen[0].shape[-2:]
+        maps = torch.cat(
+            [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in chosen],
+            dim=1,
+        )
         # each location described with its neighbours: a defect is a small region
         maps = F.avg_pool2d(maps, kernel_size=3, stride=1, padding=1, count_include_pad=False)
         h, w = maps.shape[-2:]
