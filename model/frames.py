@@ -39,6 +39,10 @@ def feature_tower(network: torch.nn.Module) -> torch.nn.Module:
     return network
 
 
+#: the Gaussian (in model pixels) of the local contrast normalisation
+CONTRAST_SIGMA = 48.0
+
+
 def frame_tensor(image: Image.Image, scale: float = 1.0) -> torch.Tensor:
     """A frame as a (1, 1, H, W) tensor in [-1, 1], scaled by ``scale``, never squashed."""
     gray = Image.fromarray(to_grayscale_array(image), mode="L")
@@ -47,6 +51,15 @@ def frame_tensor(image: Image.Image, scale: float = 1.0) -> torch.Tensor:
         gray = gray.resize(size, Image.Resampling.BILINEAR)
     array = np.asarray(gray, dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(array)[None, None]
+
+
+def local_contrast(x: torch.Tensor, sigma: float = CONTRAST_SIGMA) -> torch.Tensor:
+    """``x`` less its local mean, over its local spread (Gaussians of ``sigma``), in
+    [-1, 1]: uneven light and exposure change little of what the features see, a
+    hole or a crack stays (chosen on the development half: docs/experiments.md)."""
+    mean = gaussian_smooth(x, sigma)
+    spread = gaussian_smooth((x - mean) ** 2, sigma).sqrt()
+    return ((x - mean) / (spread + 0.05) / 3).clamp(-1, 1)
 
 
 @dataclass
@@ -71,7 +84,7 @@ class PatchFeatures:
 
     @torch.inference_mode()
     def __call__(self, image: Image.Image) -> FrameFeatures:
-        x = frame_tensor(image, self.scale).to(self.device)
+        x = local_contrast(frame_tensor(image, self.scale)).to(self.device)
         maps_by_stage = self.tower.feature_maps(x)
         chosen = [maps_by_stage[i] for i in self.stages]
         size = chosen[0].shape[-2:]
