@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import redis
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -25,6 +25,7 @@ from prometheus_client import (
 )
 
 from admin.db import get_db
+from admin.errors import respond
 from admin.tokens import refuse_token
 from core.queue import jobs_held, queue_length
 
@@ -49,10 +50,7 @@ HELD = Gauge(
 def metrics() -> Any:
     refusal = refuse_token(get_db(), request.headers.get("Authorization", ""), "metrics")
     if refusal is not None:
-        status, message = refusal
-        response = jsonify({"error": message})
-        response.status_code = status
-        return response
+        return respond(*refusal)  # JSON, as every error at /metrics
     try:
         client = redis.Redis.from_url(
             current_app.config["REDIS_URL"], socket_timeout=2, socket_connect_timeout=2
