@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
@@ -20,6 +21,8 @@ from flask_login import current_user
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis import RedisError
 from spectree import Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from admin import api_schemas as schemas
 from admin.db import get_celery_client, get_db
@@ -29,7 +32,7 @@ from admin.review_queue import QueueFilter, fetch_page
 from admin.tokens import refuse_token
 from core.jobs import InspectJob, JobInvalid, parse_timestamp, send_job
 from core.settings import get_settings
-from core.tables import Inspection
+from core.tables import Finding, Inspection
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_LIMIT = 500
@@ -72,7 +75,41 @@ def parsed(part: str) -> Any:
     return getattr(request.context, part)  # type: ignore[attr-defined]
 
 
-def as_body(row: Inspection) -> schemas.Inspection:
+def findings_of(db: Session, rows: Sequence[Inspection]) -> dict[int, list[schemas.Finding]]:
+    """The findings of ``rows`` by inspection id, most anomalous first: one query for a
+    page (none when no row is a frame judged by findings)."""
+    ids = [row.id for row in rows if row.anomaly_key is not None]
+    found: dict[int, list[schemas.Finding]] = {}
+    if not ids:
+        return found
+    for finding in db.scalars(
+        select(Finding)
+        .where(Finding.inspection_id.in_(ids))
+        .order_by(Finding.inspection_id, Finding.rank)
+    ):
+        found.setdefault(finding.inspection_id, []).append(
+            schemas.Finding(
+                rank=finding.rank,
+                x=finding.x,
+                y=finding.y,
+                width=finding.width,
+                height=finding.height,
+                area=finding.area,
+                score=finding.score,
+                label=finding.label,
+                reference_id=finding.reference_id,
+                distance=finding.distance,
+            )
+        )
+    return found
+
+
+def as_bodies(db: Session, rows: Sequence[Inspection]) -> list[schemas.Inspection]:
+    findings = findings_of(db, rows)
+    return [as_body(row, findings.get(row.id, [])) for row in rows]
+
+
+def as_body(row: Inspection, findings: list[schemas.Finding]) -> schemas.Inspection:
     return schemas.Inspection(
         id=row.id,
         job_id=row.job_id,
@@ -90,6 +127,8 @@ def as_body(row: Inspection) -> schemas.Inspection:
         received_at=row.received_at,
         processed_at=row.processed_at,
         image_url=url_for("images.full", key=row.image_key) if row.image_key else None,
+        findings=findings,
+        anomaly_map=url_for("images.full", key=row.anomaly_key) if row.anomaly_key else None,
         review=schemas.Review(
             state=row.review_state,
             label=row.review_label,
@@ -115,8 +154,9 @@ def list_inspections() -> Any:
     query: schemas.InspectionQuery = parsed("query")
     f = QueueFilter.from_args(query.model_dump(exclude={"after", "limit"}))
     limit = min(max(query.limit, 1), MAX_LIMIT)
-    rows, cursor = fetch_page(get_db(), f, query.after or None, limit)
-    return schemas.InspectionPage(items=[as_body(r) for r in rows], next=cursor)
+    db = get_db()
+    rows, cursor = fetch_page(db, f, query.after or None, limit)
+    return schemas.InspectionPage(items=as_bodies(db, rows), next=cursor)
 
 
 @bp.get("/inspections/<int:inspection_id>")
@@ -126,10 +166,11 @@ def list_inspections() -> Any:
 def get_inspection(inspection_id: int) -> Any:
     """One inspection
 
-    Its `image_url` can be fetched with the same token.
+    Its `image_url`, and a frame's `anomaly_map`, can be fetched with the same token.
     """
-    row = get_db().get(Inspection, inspection_id)
-    return as_body(row) if row else error(404, "no such inspection")
+    db = get_db()
+    row = db.get(Inspection, inspection_id)
+    return as_bodies(db, [row])[0] if row else error(404, "no such inspection")
 
 
 @bp.post("/inspections/<int:inspection_id>/review")
@@ -163,7 +204,7 @@ def review_inspection(inspection_id: int) -> Any:
     except ValueError as exc:
         return error(400, str(exc))
     db.commit()
-    return as_body(row)
+    return as_bodies(db, [row])[0]
 
 
 def reviewed_by(client: str, named: str | None) -> str:

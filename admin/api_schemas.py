@@ -139,14 +139,39 @@ class Review(Body):
     comment: str | None
 
 
+class Finding(Body):
+    """A connected anomalous region of a frame judged by its camera's good-surface
+    memory."""
+
+    rank: int = Field(description="0: the most anomalous region of its frame")
+    x: int = Field(description="the region's box: left edge, in frame pixels")
+    y: int = Field(description="the region's box: top edge, in frame pixels")
+    width: int = Field(description="the box's width, in frame pixels")
+    height: int = Field(description="the box's height, in frame pixels")
+    area: int = Field(description="frame pixels of the region above the frame threshold")
+    score: float = Field(description="the region's highest anomaly score")
+    label: str = Field(
+        description="the label of the nearest defect reference to the region; 'unknown' "
+        "when none is within the match threshold"
+    )
+    reference_id: int | None = Field(description="that reference")
+    distance: float | None = Field(description="the region's distance to that reference")
+
+
 class Inspection(Body):
     id: int
     job_id: UuidText
     camera: str
     status: Status
     label: str | None
-    dissimilarity: float | None
-    threshold: float | None
+    dissimilarity: float | None = Field(
+        description="the nearest reference's distance; for a frame judged by findings, its "
+        "anomaly score"
+    )
+    threshold: float | None = Field(
+        description="the threshold it was judged by (for a frame, flagged when its score is "
+        "above it)"
+    )
     nearest_reference_id: int | None
     distances: list[Distance]
     model_version: str | None
@@ -156,6 +181,15 @@ class Inspection(Body):
     received_at: Timestamp
     processed_at: Timestamp
     image_url: str | None = Field(description="the stored image; the same token may fetch it")
+    findings: list[Finding] = Field(
+        description="the anomalous regions of a frame judged by its camera's good-surface "
+        "memory, most anomalous first; empty for an image judged whole"
+    )
+    anomaly_map: str | None = Field(
+        description="the frame's anomaly heat map: a PNG with transparency at the memory's "
+        "grid size, to stretch over the frame (the same token may fetch it); null for an "
+        "image judged whole"
+    )
     review: Review
 
 

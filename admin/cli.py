@@ -1,4 +1,5 @@
-"""Flask CLI commands: ``create-user`` and ``add-reference``."""
+"""Flask CLI commands: ``create-user``, ``add-reference``, ``seed-references``,
+``create-token`` and ``set-camera``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from core.db import session_scope
 from core.images import ImageRejected
 from core.references import add_reference, seed_from_folder
 from core.settings import get_settings
+from core.surface_memories import DEFAULT_SCALE
 from core.tables import REFERENCE_KINDS, ROLES, TOKEN_SCOPES
+from core.thresholds import MAX_SCALE, MIN_SCALE, set_camera_scale
 
 
 @click.command("create-user")
@@ -49,8 +52,16 @@ def create_user_command(name: str, role: str, password: str) -> None:
     show_default=True,
     help="defect: matching images are flagged; ok: matching images pass",
 )
+@click.option(
+    "--camera",
+    default=None,
+    help="with --kind ok: FILE is a good frame of this camera; its good frames build a "
+    "memory of good surface, and its frames are then judged by findings",
+)
 @click.option("--added-by", default="cli", show_default=True)
-def add_reference_command(file: Path, label: str, kind: str, added_by: str) -> None:
+def add_reference_command(
+    file: Path, label: str, kind: str, camera: str | None, added_by: str
+) -> None:
     """Register FILE as a one-shot reference image; workers pick it up without restart."""
     settings = get_settings()
     try:
@@ -64,11 +75,13 @@ def add_reference_command(file: Path, label: str, kind: str, added_by: str) -> N
                 added_by,
                 settings.max_image_bytes,
                 settings.max_image_pixels,
+                camera=camera,
             )
             ref_id = reference.id
     except (ValueError, ImageRejected) as exc:
         raise click.ClickException(f"{file}: {exc}") from None
-    click.echo(f"added reference {ref_id}: {label} ({kind}) from {file}")
+    scope = f" for camera {camera}" if camera else ""
+    click.echo(f"added reference {ref_id}: {label} ({kind}){scope} from {file}")
 
 
 @click.command("seed-references")
@@ -108,8 +121,39 @@ def create_token_command(name: str, scopes: tuple[str, ...]) -> None:
     click.echo(token)
 
 
+@click.command("set-camera")
+@with_appcontext
+@click.argument("name")
+@click.option(
+    "--scale",
+    type=float,
+    required=True,
+    help=f"model pixels per frame pixel ({MIN_SCALE:g} to {MAX_SCALE:g}; 1: frames as they "
+    "are; 0.5: read at half their size)",
+)
+@click.option("--by", "user", default="cli", show_default=True, help="recorded as who set it")
+def set_camera_command(name: str, scale: float, user: str) -> None:
+    """Create or update camera NAME: the scale the model reads its frames at. A new
+    scale rebuilds the camera's good-surface memory on its next frame."""
+    try:
+        with session_scope(current_app.config["DATABASE_URL"]) as session:
+            old = set_camera_scale(session, name, scale, user)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    name = name.strip()
+    before = DEFAULT_SCALE if old is None else old
+    if before == scale:
+        click.echo(f"camera {name}: scale {scale:g}, as before; its memory stands")
+    else:
+        click.echo(
+            f"camera {name}: scale {scale:g} (was {before:g}); its good-surface memory is "
+            "rebuilt on its next frame"
+        )
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(create_token_command)
     app.cli.add_command(create_user_command)
     app.cli.add_command(add_reference_command)
     app.cli.add_command(seed_references_command)
+    app.cli.add_command(set_camera_command)

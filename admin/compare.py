@@ -13,6 +13,7 @@ from flask_wtf.file import FileField, FileRequired
 from PIL import Image
 
 from admin.db import get_db, get_store
+from admin.images import display_size
 from admin.model import get_embedder, get_reference_cache
 from core.images import ImageRejected, decode_image
 from core.settings import get_settings
@@ -21,6 +22,10 @@ from core.verdict import decide_batch
 from model.compare import compare_images
 
 bp = Blueprint("compare", __name__)
+#: uploads of any size and aspect are shown whole within this box (CSS pixels), small
+#: ones enlarged up to PREVIEW_MAX_SCALE times
+PREVIEW_BOX = (520, 300)
+PREVIEW_MAX_SCALE = 1.5
 
 
 class CompareForm(FlaskForm):
@@ -28,13 +33,19 @@ class CompareForm(FlaskForm):
     second = FileField("Second image", validators=[FileRequired()])
 
 
-def preview(image: Image.Image, side: int = 300) -> str:
-    """A PNG data URI of ``image``, to show an upload without storing it."""
+def preview(image: Image.Image) -> dict[str, Any]:
+    """A PNG data URI of ``image`` (at most PREVIEW_BOX, at its own aspect ratio), to
+    show an upload without storing it, and the size to show it at."""
     shown = image.convert("L") if image.mode not in ("L", "RGB") else image.copy()
-    shown.thumbnail((side, side))
+    shown.thumbnail(PREVIEW_BOX)
     buffer = io.BytesIO()
     shown.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    width, height = display_size(image.width, image.height, PREVIEW_BOX, PREVIEW_MAX_SCALE)
+    return {
+        "src": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(),
+        "width": width,
+        "height": height,
+    }
 
 
 @bp.route("/compare", methods=["GET", "POST"])

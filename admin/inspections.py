@@ -19,6 +19,7 @@ from flask import (
 )
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from admin.auth import safe_next
 from admin.db import get_db, get_or_404
@@ -28,14 +29,43 @@ from admin.review_queue import (
     bounded_count,
     distinct_values,
     fetch_page,
+    findings_of,
     next_pending,
 )
 from core.db import get_sessionmaker
-from core.tables import REVIEW_STATES, STATUSES, Inspection, Reference, check_name, utcnow
+from core.tables import (
+    REVIEW_STATES,
+    STATUSES,
+    UNKNOWN_LABEL,
+    Finding,
+    Inspection,
+    Reference,
+    check_name,
+    utcnow,
+)
 
 bp = Blueprint("inspections", __name__)
 REVIEW_ACTIONS = {"confirm": "confirmed", "false_alarm": "false_alarm", "relabel": "relabeled"}
 CSV_LIMIT = 100_000
+#: the box the detail page shows a frame in (CSS pixels; narrower screens shrink it),
+#: and how much a small image may be enlarged to fill it
+FRAME_BOX = (1000, 480)
+FRAME_MAX_SCALE = 1.5
+#: the box a queue thumbnail is shown in
+THUMB_BOX = (96, 72)
+
+
+@bp.app_template_global()
+def box_percent(finding: Finding, width: int, height: int) -> dict[str, str]:
+    """A finding's box in percent of its frame, so that it follows the frame at any
+    displayed size."""
+    return {
+        "x": f"{100 * finding.x / width:.3f}%",
+        "y": f"{100 * finding.y / height:.3f}%",
+        "width": f"{100 * finding.width / width:.3f}%",
+        "height": f"{100 * finding.height / height:.3f}%",
+        "top": f"{100 * finding.y / height:.3f}",
+    }
 
 
 @bp.route("/")
@@ -61,6 +91,8 @@ def queue() -> Any:
     return render_template(
         "queue.html",
         rows=rows,
+        findings=findings_of(db, [row.id for row in rows]),
+        thumb_box=THUMB_BOX,
         f=f,
         next_cursor=next_cursor,
         total=total,
@@ -80,7 +112,7 @@ def label_choices(db: Any) -> list[str]:
     return sorted(labels)
 
 
-CSV_COLUMNS = [
+ROW_COLUMNS = [
     "id",
     "job_id",
     "camera",
@@ -98,6 +130,8 @@ CSV_COLUMNS = [
     "review_comment",
     "error",
 ]
+#: then each finding as ``label x,y,w,h score``, joined by "; "
+CSV_COLUMNS = [*ROW_COLUMNS, "findings"]
 # A cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...),
 # +cmd|...): such text cells get a leading apostrophe, which shows as text.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -122,8 +156,11 @@ def export_csv() -> Any:
         with make_session() as db:
             while sent < CSV_LIMIT:
                 rows, after = fetch_page(db, f, after, 1000)
+                findings = findings_of(db, [row.id for row in rows])
                 for row in rows:
-                    writer.writerow([csv_cell(getattr(row, c)) for c in CSV_COLUMNS])
+                    cells = [csv_cell(getattr(row, c)) for c in ROW_COLUMNS]
+                    cells.append(csv_cell(findings_text(findings.get(row.id, []))))
+                    writer.writerow(cells)
                 sent += len(rows)
                 db.rollback()  # no transaction held open while the client reads
                 yield buffer.getvalue()
@@ -134,6 +171,11 @@ def export_csv() -> Any:
 
     headers = {"Content-Disposition": "attachment; filename=inspections.csv"}
     return Response(generate(), mimetype="text/csv", headers=headers)
+
+
+def findings_text(findings: list[Finding]) -> str:
+    """Findings as one CSV cell: ``label x,y,w,h score`` each, joined by "; "."""
+    return "; ".join(f"{f.label} {f.x},{f.y},{f.width},{f.height} {f.score:.4f}" for f in findings)
 
 
 def csv_cell(value: Any) -> Any:
@@ -153,7 +195,14 @@ def detail(inspection_id: int) -> Any:
         if inspection.nearest_reference_id
         else None
     )
+    findings = db.scalars(
+        select(Finding)
+        .where(Finding.inspection_id == inspection.id)
+        .order_by(Finding.rank)
+        .options(selectinload(Finding.reference))
+    ).all()
     following = next_pending(db, inspection)
+    labels = label_choices(db)
     distances = inspection.distances or []
     chart_items = [
         (f"#{d['reference_id']} {d['label']} ({d['kind']})", d["distance"]) for d in distances
@@ -165,7 +214,11 @@ def detail(inspection_id: int) -> Any:
         distances=distances,
         chart_items=chart_items,
         following=following,
-        labels=label_choices(db),
+        labels=labels,
+        findings=findings,
+        reference_labels=[label for label in labels if label != UNKNOWN_LABEL],
+        frame_box=FRAME_BOX,
+        frame_max_scale=FRAME_MAX_SCALE,
     )
 
 

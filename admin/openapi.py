@@ -73,7 +73,10 @@ api_spec = SpecTree(
     description=(
         "Inspections, reviews and job submission for plant systems. Each token has scopes "
         "(submit, read, review, metrics); a request outside them gets 403. Every error is "
-        'a JSON object {"error": "..."} that says what was wrong.'
+        'a JSON object {"error": "..."} that says what was wrong. A frame from a camera '
+        "with good frames is judged by that camera's good-surface memory: its inspection "
+        "carries `findings` (the anomalous regions, boxes in frame pixels) and an "
+        "`anomaly_map`; an image judged whole has no findings and no map."
     ),
     openapi_version="3.1.0",
     mode="strict",  # only the routes decorated with api_spec.validate

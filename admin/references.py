@@ -1,4 +1,5 @@
-"""The reference library: upload, list by label with match counts, deactivate.
+"""The reference library: upload, list by label with match counts, deactivate; add
+a frame's finding, or a box an admin drew on a frame, as a reference.
 
 Everyone may look; only admins change it. Workers notice every change on their
 next batch (``core.references.ReferenceCache``), without a restart.
@@ -6,22 +7,26 @@ next batch (``core.references.ReferenceCache``), without a restart.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
+from PIL import Image
 from sqlalchemy import func, select
 from wtforms import SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from admin.db import get_db, get_or_404, get_store
+from admin.images import Box, cut, png_bytes, square_around
 from admin.roles import admin_required
-from core.images import ImageRejected
+from core.images import ImageRejected, decode_image
 from core.references import add_reference
 from core.settings import get_settings
-from core.tables import REFERENCE_KINDS, Inspection, Reference
+from core.tables import REFERENCE_KINDS, UNKNOWN_LABEL, Finding, Inspection, Reference
 
 bp = Blueprint("references", __name__, url_prefix="/references")
 
@@ -30,6 +35,9 @@ bp = Blueprint("references", __name__, url_prefix="/references")
 # references per defect type lift the default's 3-way accuracy on unseen
 # classes from 0.89 to 0.95.
 ADVISED_REFERENCES = 3
+#: the smallest box an admin may draw on a frame to make a reference of it
+MIN_BOX_SIDE = 8
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
 
 
 class ReferenceForm(FlaskForm):
@@ -147,3 +155,126 @@ def from_inspection(inspection_id: int) -> Any:
         return redirect(url_for("inspections.detail", inspection_id=inspection_id))
     flash(f"Inspection {inspection_id} is now reference {reference.id}: {label} ({kind}).", "info")
     return redirect(url_for("inspections.detail", inspection_id=inspection_id))
+
+
+def frame_of(inspection: Inspection) -> Image.Image:
+    """The inspection's stored frame, decoded within the worker's limits."""
+    if not inspection.image_key or inspection.status == "rejected":
+        abort(404)
+    store, settings = get_store(), get_settings()
+    if not store.exists(inspection.image_key):
+        raise ValueError("the frame's image is no longer in the image store")
+    data = store.get(inspection.image_key)
+    return decode_image(data, settings.max_image_bytes, settings.max_image_pixels)
+
+
+def reference_label(label: str) -> str:
+    """``label`` for a reference made from a frame: not the line's name for a defect
+    no reference matches."""
+    label = label.strip()
+    if label == UNKNOWN_LABEL:
+        raise ValueError(
+            f"'{UNKNOWN_LABEL}' is what the line calls a defect no reference matches; "
+            "choose the defect's label"
+        )
+    return label
+
+
+def parse_box(form: Mapping[str, str], size: tuple[int, int]) -> Box:
+    """The box x, y, width, height of ``form`` in frame pixels, when its values are
+    whole numbers that make a box of at least MIN_BOX_SIDE pixels a side inside a
+    frame of ``size``; a ``ValueError`` saying what is wrong otherwise."""
+    values = []
+    for name in ("x", "y", "width", "height"):
+        text = (form.get(name) or "").strip()
+        if not _WHOLE_NUMBER.fullmatch(text):
+            raise ValueError(
+                f"the box's {name} must be a whole number of pixels, 0 or more "
+                f"(got {text[:20]!r}); draw the box again"
+            )
+        values.append(int(text))
+    x, y, width, height = values
+    if width < MIN_BOX_SIDE or height < MIN_BOX_SIDE:
+        raise ValueError(
+            f"the box is {width}x{height} pixels; draw one of at least "
+            f"{MIN_BOX_SIDE}x{MIN_BOX_SIDE}"
+        )
+    if x + width > size[0] or y + height > size[1]:
+        raise ValueError(
+            f"the box at {x},{y} of {width}x{height} pixels reaches past the frame "
+            f"({size[0]}x{size[1]} pixels); draw it inside the frame"
+        )
+    return x, y, width, height
+
+
+def add_crop(frame: Image.Image, box: Box, label: str, kind: str) -> Reference:
+    """The region ``box`` of ``frame`` as a new reference (added, not committed)."""
+    settings = get_settings()
+    return add_reference(
+        get_db(),
+        get_store(),
+        png_bytes(cut(frame, box)),
+        reference_label(label),
+        kind,
+        current_user.username,
+        settings.max_image_bytes,
+        settings.max_image_pixels,
+    )
+
+
+@bp.route("/from-finding/<int:finding_id>", methods=["POST"])
+@admin_required
+def from_finding(finding_id: int) -> Any:
+    """A finding's crop (the square the detail page shows for it) as a new defect
+    reference, with the finding's label or one chosen from the existing ones."""
+    db = get_db()
+    finding = get_or_404(Finding, finding_id)
+    inspection = finding.inspection
+    number = finding.rank + 1  # the page numbers findings from 1, the most anomalous
+    back = url_for("inspections.detail", inspection_id=inspection.id, _anchor="findings")
+    label = request.form.get("label") or finding.label
+    try:
+        frame = frame_of(inspection)
+        box = square_around((finding.x, finding.y, finding.width, finding.height), frame.size)
+        reference = add_crop(frame, box, label, "defect")
+        reference.note = f"from finding {number} of inspection {inspection.id}"
+        db.commit()
+    except (ValueError, ImageRejected) as exc:
+        db.rollback()
+        flash(f"Not added: {exc}", "error")
+        return redirect(back)
+    flash(
+        f"Finding {number} of inspection {inspection.id} is now reference {reference.id}: "
+        f"{reference.label} (defect). Workers use it from their next batch.",
+        "info",
+    )
+    return redirect(back)
+
+
+@bp.route("/from-box/<int:inspection_id>", methods=["POST"])
+@admin_required
+def from_box(inspection_id: int) -> Any:
+    """A box an admin drew on the frame (frame pixels) as a new reference, cut
+    exactly. An ``ok`` one gets no camera: a region is not a good frame."""
+    db = get_db()
+    inspection = get_or_404(Inspection, inspection_id)
+    back = url_for("inspections.detail", inspection_id=inspection_id)
+    try:
+        frame = frame_of(inspection)
+        x, y, width, height = box = parse_box(request.form, frame.size)
+        reference = add_crop(
+            frame, box, request.form.get("label", ""), request.form.get("kind", "defect")
+        )
+        reference.note = f"box {x},{y},{width},{height} of inspection {inspection_id}"
+        db.commit()
+    except (ValueError, ImageRejected) as exc:
+        db.rollback()
+        flash(f"Not added: {exc}", "error")
+        return redirect(back)
+    flash(
+        f"The {width}x{height} box at {x},{y} of inspection {inspection_id} is now "
+        f"reference {reference.id}: {reference.label} ({reference.kind}). "
+        "Workers use it from their next batch.",
+        "info",
+    )
+    return redirect(back)

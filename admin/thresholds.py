@@ -1,24 +1,52 @@
 """Threshold tuning (admins): set the match threshold globally or per label, preview how
 many recent inspections would change verdict, save; workers follow without a restart.
 
+Cameras judged by findings (those with good frames) have a frame-score threshold
+instead, calibrated from their good frames; an admin may replace it per camera, with
+the same preview, and set the scale the model reads a camera's frames at.
+
 Settings belong to the model version this site has loaded (``MODEL_CHECKPOINT``, the
 same as the workers'); those made for other versions are listed but do not apply."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from admin.db import get_db
 from admin.model import get_embedder
 from admin.roles import admin_required
+from core.references import is_good_frame
 from core.settings import get_settings
-from core.tables import Inspection, Reference, ThresholdChange, ThresholdSetting, utcnow
-from core.thresholds import GLOBAL, load_thresholds, preview_change, set_threshold
+from core.surface_memories import DEFAULT_SCALE, current_memory
+from core.tables import (
+    Camera,
+    CameraThreshold,
+    Inspection,
+    Reference,
+    ThresholdChange,
+    ThresholdSetting,
+    utcnow,
+)
+from core.thresholds import (
+    GLOBAL,
+    MAX_SCALE,
+    MIN_SCALE,
+    check_frame_threshold,
+    check_scale,
+    load_thresholds,
+    preview_change,
+    preview_frame_change,
+    set_camera_scale,
+    set_camera_threshold,
+    set_threshold,
+)
 
 bp = Blueprint("thresholds", __name__, url_prefix="/thresholds")
 PREVIEW_WINDOW = timedelta(days=7)
@@ -33,19 +61,81 @@ def base_threshold() -> tuple[float, str]:
     return float(get_embedder().meta["threshold"]), "the model's calibration"
 
 
-def parse_value(text: str) -> float | None:
+def parse_value(text: str, what: str = "a threshold") -> float | None:
     text = text.strip()
     if not text:
         return None
     try:
         return float(text)
     except ValueError:
-        raise ValueError(f"{text!r} is not a number") from None
+        raise ValueError(f"{text!r} is not a number; write {what} such as 0.35") from None
 
 
-@bp.route("/", methods=["GET", "POST"])
-@admin_required
-def thresholds() -> Any:
+@dataclass(frozen=True)
+class CameraRow:
+    """A camera judged by findings, as the page shows it."""
+
+    name: str
+    good_frames: int
+    scale: float
+    calibrated: float | None  # None: its memory is built on the camera's next frame
+    built_at: datetime | None
+    override: CameraThreshold | None
+
+    @property
+    def applies(self) -> float | None:
+        """The frame threshold workers use now (None: not known until it is built)."""
+        return self.override.value if self.override is not None else self.calibrated
+
+
+def camera_rows(db: Session, version: str) -> list[CameraRow]:
+    """Every camera with good frames, and any with an override under ``version``."""
+    frames: dict[str, int] = {
+        camera: count
+        for camera, count in db.execute(
+            select(Reference.camera, func.count(Reference.id))
+            .where(Reference.active.is_(True), is_good_frame())
+            .group_by(Reference.camera)
+        ).tuples()
+        if camera is not None  # is_good_frame() says so; for the type checker
+    }
+    overrides = {
+        row.camera: row
+        for row in db.scalars(
+            select(CameraThreshold).where(CameraThreshold.model_version == version)
+        )
+    }
+    names = sorted(set(frames) | set(overrides))
+    scales = dict(
+        db.execute(select(Camera.name, Camera.scale).where(Camera.name.in_(names))).tuples().all()
+    )
+    rows = []
+    for name in names:
+        memory = current_memory(db, name, version) if frames.get(name) else None
+        rows.append(
+            CameraRow(
+                name=name,
+                good_frames=frames.get(name, 0),
+                scale=float(scales.get(name, DEFAULT_SCALE)),
+                calibrated=memory.threshold if memory else None,
+                built_at=memory.built_at if memory else None,
+                override=overrides.get(name),
+            )
+        )
+    return rows
+
+
+def find_camera(rows: list[CameraRow], name: str) -> CameraRow:
+    for row in rows:
+        if row.name == name:
+            return row
+    raise ValueError(
+        f"camera {name!r} has no good frames; add one with add-reference --kind ok --camera"
+    )
+
+
+def render_page(status: int = 200, **extra: Any) -> Any:
+    """The page, with the label form's and the camera forms' state in ``extra``."""
     db = get_db()
     default, source = base_threshold()
     version = get_embedder().version
@@ -53,55 +143,162 @@ def thresholds() -> Any:
     labels = sorted(
         set(db.scalars(select(Reference.label).distinct())) | set(current.per_label) - {GLOBAL}
     )
-    preview = None
-    label = request.form.get("label", GLOBAL)
-    value_text = request.form.get("value", "")
-    if request.method == "POST":
-        try:
-            value = parse_value(value_text)
-            if request.form.get("do") == "save":
-                set_threshold(db, version, label, value, current_user.username)
-                db.commit()
-                shown = "removed" if value is None else f"set to {value:g}"
-                flash(
-                    f"Threshold for {label} {shown} for model {version}. Workers running it "
-                    "use it from their next batch.",
-                    "info",
-                )
-                return redirect(url_for("thresholds.thresholds"))
-            rows = db.execute(
-                select(Inspection.status, Inspection.label, Inspection.distances)
-                .where(
-                    Inspection.processed_at >= utcnow() - PREVIEW_WINDOW,
-                    Inspection.status != "rejected",
-                    # another model's distances are on another scale
-                    Inspection.model_version == version,
-                )
-                .order_by(Inspection.processed_at.desc())
-                .limit(PREVIEW_LIMIT)
-            )
-            preview = preview_change(rows.tuples().all(), current, label, value)
-        except ValueError as exc:
-            flash(str(exc), "error")
     every_setting = db.scalars(
         select(ThresholdSetting).order_by(ThresholdSetting.model_version, ThresholdSetting.label)
     ).all()
-    settings = [s for s in every_setting if s.model_version == version]
-    other_settings = [s for s in every_setting if s.model_version != version]
+    other_camera_settings = db.scalars(
+        select(CameraThreshold)
+        .where(CameraThreshold.model_version != version)
+        .order_by(CameraThreshold.camera, CameraThreshold.model_version)
+    ).all()
     changes = db.scalars(
         select(ThresholdChange).order_by(ThresholdChange.changed_at.desc()).limit(50)
     ).all()
+    context: dict[str, Any] = {
+        "preview": None,
+        "label": GLOBAL,
+        "value_text": "",
+        "camera_preview": None,
+        "camera_form": {},
+    }
+    context.update(extra)
     return render_template(
         "thresholds.html",
         default=default,
         source=source,
         version=version,
-        settings=settings,
-        other_settings=other_settings,
+        settings=[s for s in every_setting if s.model_version == version],
+        other_settings=[s for s in every_setting if s.model_version != version],
+        cameras=camera_rows(db, version),
+        other_camera_settings=other_camera_settings,
         changes=changes,
         labels=labels,
-        preview=preview,
-        label=label,
-        value_text=value_text,
         window_days=PREVIEW_WINDOW.days,
+        min_scale=MIN_SCALE,
+        max_scale=MAX_SCALE,
+        **context,
+    ), status
+
+
+@bp.route("/", methods=["GET", "POST"])
+@admin_required
+def thresholds() -> Any:
+    if request.method == "GET":
+        return render_page()
+    db = get_db()
+    version = get_embedder().version
+    label = request.form.get("label", GLOBAL)
+    value_text = request.form.get("value", "")
+    try:
+        value = parse_value(value_text)
+        if request.form.get("do") == "save":
+            set_threshold(db, version, label, value, current_user.username)
+            db.commit()
+            shown = "removed" if value is None else f"set to {value:g}"
+            flash(
+                f"Threshold for {label} {shown} for model {version}. Workers running it "
+                "use it from their next batch.",
+                "info",
+            )
+            return redirect(url_for("thresholds.thresholds"))
+        rows = db.execute(
+            select(Inspection.status, Inspection.label, Inspection.distances)
+            .where(
+                Inspection.processed_at >= utcnow() - PREVIEW_WINDOW,
+                Inspection.status != "rejected",
+                # another model's distances are on another scale
+                Inspection.model_version == version,
+                # frames judged by findings follow their camera's frame threshold
+                Inspection.anomaly_key.is_(None),
+            )
+            .order_by(Inspection.processed_at.desc())
+            .limit(PREVIEW_LIMIT)
+        )
+        current = load_thresholds(db, base_threshold()[0], version)
+        preview = preview_change(rows.tuples().all(), current, label, value)
+    except ValueError as exc:
+        flash(str(exc), "error")
+        return render_page(label=label, value_text=value_text)
+    return render_page(preview=preview, label=label, value_text=value_text)
+
+
+def frame_rows(db: Session, camera: str, version: str) -> list[tuple[float | None, float | None]]:
+    """(score, threshold judged by) of the camera's recent frames under ``version``."""
+    return list(
+        db.execute(
+            select(Inspection.dissimilarity, Inspection.threshold)
+            .where(
+                Inspection.camera == camera,
+                Inspection.processed_at >= utcnow() - PREVIEW_WINDOW,
+                Inspection.model_version == version,
+                Inspection.anomaly_key.is_not(None),
+            )
+            .order_by(Inspection.processed_at.desc())
+            .limit(PREVIEW_LIMIT)
+        ).tuples()
     )
+
+
+@bp.post("/camera")
+@admin_required
+def camera_threshold() -> Any:
+    """Preview or save (or, empty, remove) an admin's frame threshold for a camera."""
+    db = get_db()
+    version = get_embedder().version
+    name = request.form.get("camera", "")
+    value_text = request.form.get("value", "")
+    form = {"camera": name, "value_text": value_text}
+    try:
+        camera = find_camera(camera_rows(db, version), name)
+        value = parse_value(value_text, "an anomaly score")
+        if value is not None:
+            check_frame_threshold(value)
+        if request.form.get("do") == "save":
+            set_camera_threshold(db, camera.name, version, value, current_user.username)
+            db.commit()
+            shown = "removed" if value is None else f"set to {value:g}"
+            flash(
+                f"Frame threshold of camera {camera.name} {shown} for model {version}. "
+                "Workers use it from the camera's next frame.",
+                "info",
+            )
+            return redirect(url_for("thresholds.thresholds") + "#cameras")
+        # removing the override leaves the calibrated threshold
+        proposed = value if value is not None else camera.calibrated
+        preview = preview_frame_change(
+            frame_rows(db, camera.name, version), camera.applies, proposed
+        )
+    except ValueError as exc:
+        flash(str(exc), "error")
+        return render_page(400, camera_form=form)
+    return render_page(
+        camera_form=form, camera_preview={"camera": camera.name, "value": proposed, **preview}
+    )
+
+
+@bp.post("/camera-scale")
+@admin_required
+def camera_scale() -> Any:
+    """Set the scale the model reads a camera's frames at."""
+    db = get_db()
+    name = request.form.get("camera", "")
+    scale_text = request.form.get("scale", "")
+    try:
+        camera = find_camera(camera_rows(db, get_embedder().version), name)
+        scale = parse_value(scale_text, "a scale")
+        if scale is None:
+            raise ValueError(f"give a scale between {MIN_SCALE:g} and {MAX_SCALE:g}, such as 1")
+        old = set_camera_scale(db, camera.name, check_scale(scale), current_user.username)
+        db.commit()
+    except ValueError as exc:
+        flash(str(exc), "error")
+        return render_page(400, camera_form={"camera": name, "scale_text": scale_text})
+    if (old if old is not None else DEFAULT_SCALE) == scale:
+        flash(f"Camera {camera.name} already has scale {scale:g}; nothing changed.", "info")
+    else:
+        flash(
+            f"Scale of camera {camera.name} set to {scale:g}. Its good-surface memory is "
+            f"rebuilt from its {camera.good_frames} good frame(s) on its next frame.",
+            "info",
+        )
+    return redirect(url_for("thresholds.thresholds") + "#cameras")

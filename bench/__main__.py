@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from bench import frames
 from bench.embed import median_rates
 from bench.line import (
     LatencyResult,
@@ -131,9 +132,22 @@ def main(argv: list[str] | None = None) -> int:
         default=1_000_000,
         help="rows for the queue-page benchmark (0: skip it)",
     )
+    parser.add_argument(
+        "--frames-repeats",
+        type=int,
+        default=3,
+        help="repetitions of each frames measurement (0: skip them, keep the report's section)",
+    )
+    parser.add_argument(
+        "--tiles",
+        type=Path,
+        default=frames.default_tiles(),
+        help="good surface images the frames benchmark makes its frames of",
+    )
     args = parser.parse_args(argv)
     cores = os.cpu_count() or 1
 
+    frames_text = frames_report(args)
     embed_rows = ceiling(args.seconds, args.rounds)
     payloads = sample_payloads()
     references = [p.read_bytes() for p in sorted(SAMPLE.glob("*/*.png")) if p.stem.endswith("_1")]
@@ -210,13 +224,32 @@ def main(argv: list[str] | None = None) -> int:
         cores,
         profile,
         pages,
+        frames_text,
     )
     print(f"wrote {args.out}")
     return 0
 
 
+def frames_report(args: argparse.Namespace) -> str | None:
+    """The frames section: measured in this run, or the report's as it stands."""
+    if args.frames_repeats > 0:
+        command = shlex.join(["python", "-m", "bench", *sys.argv[1:]])
+        return frames.run(args.tiles, args.frames_repeats, command, machine())
+    return frames.frames_section(args.out.read_text()) if args.out.exists() else None
+
+
 def write_report(  # type: ignore[no-untyped-def]
-    args, embed_rows, paper_rate, n_refs, throughput, latency, db_kind, cores, profile, pages
+    args,
+    embed_rows,
+    paper_rate,
+    n_refs,
+    throughput,
+    latency,
+    db_kind,
+    cores,
+    profile,
+    pages,
+    frames_text=None,
 ) -> None:
     ceiling64 = {(n, t): r for n, _, t, b, r in embed_rows if b == 64}
     best_ceiling = ceiling64[("default model", cores)]
@@ -376,8 +409,11 @@ def write_report(  # type: ignore[no-untyped-def]
             "|---|---:|",
             *[f"| {t.name} | {t.milliseconds:.1f} |" for t in pages],
         ]
+    text = "\n".join(lines) + "\n"
+    if frames_text:
+        text = frames.splice_section(text, frames_text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
+    args.out.write_text(text)
 
 
 if __name__ == "__main__":

@@ -50,15 +50,24 @@ def add_reference(
     added_by: str | None = None,
     max_bytes: int = 8 * 1024 * 1024,
     max_pixels: int = 40_000_000,
+    camera: str | None = None,
 ) -> Reference:
-    """Check the image, store it and add an active reference row (not committed)."""
+    """Check the image, store it and add an active reference row (not committed).
+
+    An ``ok`` reference with a ``camera`` is a good frame of that camera: it goes
+    into the camera's good-surface memory (frames and findings) instead of the
+    whole-image rule. A defect reference's camera is kept for the record."""
     if not label.strip():
         raise ValueError("a reference needs a label, such as 'scratches'")
     label = check_name(label, "the label")
     if kind not in REFERENCE_KINDS:
         raise ValueError(f"kind must be one of {', '.join(REFERENCE_KINDS)}, got {kind!r}")
+    if camera is not None:
+        camera = check_name(camera, "the camera")
     decode_image(data, max_bytes, max_pixels)  # raises ImageRejected with the reason
-    reference = Reference(label=label, kind=kind, image_key=store.put(data), added_by=added_by)
+    reference = Reference(
+        label=label, kind=kind, image_key=store.put(data), added_by=added_by, camera=camera
+    )
     session.add(reference)
     session.flush()
     return reference
@@ -107,10 +116,16 @@ def library_signature(session: Session) -> tuple[Any, ...]:
     return tuple(row)
 
 
+def is_good_frame() -> Any:
+    """SQL: the reference is a good frame of a camera (its good-surface memory's)."""
+    return (Reference.kind == "ok") & Reference.camera.is_not(None)
+
+
 def load_reference_set(session: Session, embedder: EmbedderLike, store: BlobStore) -> ReferenceSet:
-    """Embeddings of every active reference under ``embedder``, computing missing ones."""
+    """Embeddings of every active reference under ``embedder``, computing missing ones;
+    cameras' good frames are not among them (they build good-surface memories)."""
     references = session.scalars(
-        select(Reference).where(Reference.active.is_(True)).order_by(Reference.id)
+        select(Reference).where(Reference.active.is_(True), ~is_good_frame()).order_by(Reference.id)
     ).all()
     if not references:
         return ReferenceSet.empty(model_version=embedder.version)

@@ -126,6 +126,10 @@ class Reference(Base):
     image_key: Mapped[str] = mapped_column(String(80))
     active: Mapped[bool] = mapped_column(default=True)
     note: Mapped[str | None] = mapped_column(Text)
+    # An ``ok`` reference with a camera is a good frame of that camera: with the
+    # others of its camera it builds the camera's good-surface memory (frames and
+    # findings) and takes no part in the whole-image rule. None: any camera.
+    camera: Mapped[str | None] = mapped_column(String(120), index=True)
     added_by: Mapped[str | None] = mapped_column(String(80))
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Changes whenever the row does, so workers can tell their cache is stale.
@@ -186,6 +190,9 @@ class Inspection(Base):
     image_key: Mapped[str | None] = mapped_column(String(80))
     image_width: Mapped[int | None] = mapped_column(Integer)
     image_height: Mapped[int | None] = mapped_column(Integer)
+    # The anomaly map of a frame judged by its camera's good-surface memory (a PNG
+    # in the image store); None for the whole-image rule
+    anomaly_key: Mapped[str | None] = mapped_column(String(80))
     error: Mapped[str | None] = mapped_column(Text)
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     captured_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -199,6 +206,88 @@ class Inspection(Base):
     review_comment: Mapped[str | None] = mapped_column(Text)
 
     nearest_reference: Mapped[Reference | None] = relationship()
+    findings: Mapped[list[Finding]] = relationship(
+        back_populates="inspection",
+        cascade="all, delete-orphan",
+        order_by="Finding.rank",
+        passive_deletes=True,
+    )
+
+
+class Finding(Base):
+    """A connected anomalous region of a frame: where it is, how anomalous, and the
+    nearest ``defect`` reference of its crop (``unknown`` when none is within the
+    match threshold)."""
+
+    __tablename__ = "findings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(
+        ForeignKey("inspections.id", ondelete="CASCADE"), index=True
+    )
+    rank: Mapped[int] = mapped_column(Integer)  # 0: the most anomalous of its frame
+    # the region's box in frame pixels, and its area (pixels above the threshold)
+    x: Mapped[int] = mapped_column(Integer)
+    y: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    area: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)  # the region's highest anomaly score
+    label: Mapped[str] = mapped_column(String(80), index=True)
+    reference_id: Mapped[int | None] = mapped_column(
+        ForeignKey("references.id", ondelete="SET NULL")
+    )
+    distance: Mapped[float | None] = mapped_column(Float)  # to that reference
+
+    inspection: Mapped[Inspection] = relationship(back_populates="findings")
+    reference: Mapped[Reference | None] = relationship()
+
+
+class Camera(Base):
+    """What a camera's frames need beyond the defaults: the scale the model looks at
+    them (model pixels per frame pixel). Cameras without a row use scale 1.0."""
+
+    __tablename__ = "cameras"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    scale: Mapped[float] = mapped_column(Float, default=1.0)
+    updated_by: Mapped[str | None] = mapped_column(String(80))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class CameraThreshold(Base):
+    """An admin's frame-score threshold for one camera under one model version; it
+    replaces the threshold calibrated from the camera's good frames."""
+
+    __tablename__ = "camera_thresholds"
+
+    camera: Mapped[str] = mapped_column(String(120), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    updated_by: Mapped[str] = mapped_column(String(80))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SurfaceMemory(Base):
+    """A camera's good-surface memory under one model version: local features of
+    its good frames (subsampled, float32 bytes) and the frame-score threshold
+    calibrated from them. ``signature`` names the good frames and the scale it was
+    built from, so a changed library builds a new one and any worker reuses it."""
+
+    __tablename__ = "surface_memories"
+    __table_args__ = (UniqueConstraint("camera", "model_version", "signature"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    camera: Mapped[str] = mapped_column(String(120))
+    model_version: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(64))
+    scale: Mapped[float] = mapped_column(Float)
+    frames: Mapped[int] = mapped_column(Integer)  # good frames it was built from
+    dim: Mapped[int] = mapped_column(Integer)
+    rows: Mapped[bytes] = mapped_column(LargeBinary)
+    threshold: Mapped[float] = mapped_column(Float)
+    seconds: Mapped[float] = mapped_column(Float)  # what building it took
+    built_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ThresholdSetting(Base):
@@ -224,6 +313,8 @@ class ThresholdChange(Base):
     # None: a change made before settings were kept per model version
     model_version: Mapped[str | None] = mapped_column(String(64))
     label: Mapped[str] = mapped_column(String(80))
+    # set for a camera's frame-score threshold (``label`` is then ``*``)
+    camera: Mapped[str | None] = mapped_column(String(120))
     old_value: Mapped[float | None] = mapped_column(Float)  # None: was not set
     new_value: Mapped[float | None] = mapped_column(Float)  # None: removed
     changed_by: Mapped[str] = mapped_column(String(80))

@@ -9,10 +9,15 @@ without a restart. Every change is recorded in ``threshold_changes``.
 Admins' settings belong to a model version: a threshold is a distance, and two
 models' distances are on different scales, so a model deployed later starts
 from its own calibration, not from a value tuned for another.
+
+A camera judged by findings (it has good frames) has a frame-score threshold
+instead: calibrated from its good frames, or an admin's for that camera and model
+version (``camera_thresholds``, audited here too); and a scale (``cameras``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +25,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.tables import UNKNOWN_LABEL, ThresholdChange, ThresholdSetting, check_name, utcnow
+from core.tables import (
+    UNKNOWN_LABEL,
+    Camera,
+    CameraThreshold,
+    ThresholdChange,
+    ThresholdSetting,
+    check_name,
+    utcnow,
+)
 
 GLOBAL = "*"
 
@@ -150,3 +163,113 @@ def preview_change(
         "changed": sum(changes.values()),
         "changes": dict(sorted(changes.items(), key=lambda kv: -kv[1])),
     }
+
+
+# -- cameras judged by findings ------------------------------------------------------
+#
+# A camera with good frames is judged by its good-surface memory
+# (core.surface_memories): a frame is flagged when its anomaly score is above the
+# camera's frame threshold, calibrated from the good frames unless an admin set one
+# for that camera and model version. Scores of two models are not on one scale
+# either, so these settings too belong to a model version.
+
+#: the scales an admin may give a camera (model pixels per frame pixel): below 0.1 a
+#: frame's defects shrink under the network's receptive field; above 4 a frame
+#: becomes 16 times the pixels to read for no detail the camera did not take
+MIN_SCALE, MAX_SCALE = 0.1, 4.0
+FRAME_CHANGES = ("passed -> flagged", "flagged -> passed")
+
+
+def check_frame_threshold(value: float) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"a frame threshold must be an anomaly score above 0, such as 0.35; got {value:g}"
+        )
+    return value
+
+
+def check_scale(value: float) -> float:
+    if not (math.isfinite(value) and MIN_SCALE <= value <= MAX_SCALE):
+        raise ValueError(
+            f"a camera's scale must be between {MIN_SCALE:g} and {MAX_SCALE:g} model pixels "
+            f"per frame pixel (1 reads frames as they are); got {value:g}"
+        )
+    return value
+
+
+def set_camera_threshold(
+    session: Session, camera: str, model_version: str, value: float | None, user: str
+) -> None:
+    """Set (or, with None, remove) an admin's frame threshold for ``camera`` under
+    ``model_version``, recorded in ``threshold_changes`` (label ``*``, the camera set).
+    Workers read it with the camera's memory, so it applies from their next frame."""
+    if value is not None:
+        check_frame_threshold(value)
+    camera = check_name(camera, "the camera")
+    current = session.get(CameraThreshold, (camera, model_version))
+    old = current.value if current else None
+    if old == value:
+        return
+    if value is None:
+        if current is not None:
+            session.delete(current)
+    elif current is None:
+        session.add(
+            CameraThreshold(
+                camera=camera, model_version=model_version, value=value, updated_by=user
+            )
+        )
+    else:
+        current.value, current.updated_by, current.updated_at = value, user, utcnow()
+    session.add(
+        ThresholdChange(
+            model_version=model_version,
+            label=GLOBAL,
+            camera=camera,
+            old_value=old,
+            new_value=value,
+            changed_by=user,
+        )
+    )
+    session.flush()
+
+
+def set_camera_scale(session: Session, camera: str, scale: float, user: str) -> float | None:
+    """Give ``camera`` a scale (creating its row); returns the scale it had (None: the
+    default, no row). A new scale names another memory, so workers build one from the
+    camera's good frames on its next frame."""
+    check_scale(scale)
+    camera = check_name(camera, "the camera")
+    row = session.get(Camera, camera)
+    if row is None:
+        session.add(Camera(name=camera, scale=scale, updated_by=user))
+        session.flush()
+        return None
+    old = float(row.scale)
+    if old != scale:
+        row.scale, row.updated_by = scale, user
+        session.flush()
+    return old
+
+
+def preview_frame_change(
+    rows: Iterable[tuple[float | None, float | None]],
+    current: float | None,
+    proposed: float | None,
+) -> dict[str, Any]:
+    """How many frame inspections, ``rows`` of (anomaly score, the threshold it was
+    judged by), would get another verdict if the camera's threshold went from
+    ``current`` to ``proposed``: counts of passed -> flagged and flagged -> passed.
+    None for a threshold means each frame's own (no memory is built yet to say which
+    one would apply)."""
+    changes = dict.fromkeys(FRAME_CHANGES, 0)
+    total = 0
+    for score, judged_by in rows:
+        if score is None or judged_by is None:
+            continue  # rejected: no score
+        total += 1
+        before = score > (judged_by if current is None else current)
+        after = score > (judged_by if proposed is None else proposed)
+        if before != after:
+            changes[FRAME_CHANGES[0] if after else FRAME_CHANGES[1]] += 1
+    return {"inspections": total, "changed": sum(changes.values()), "changes": changes}

@@ -13,20 +13,21 @@ distance to the nearest one is that location's anomaly score.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+import faiss
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from scipy import ndimage
 
 from model.embedder import Embedder
 from model.preprocess import to_grayscale_array
 
 #: good-surface features kept in a memory, at most (a random subsample beyond)
 MEMORY_SIZE = 5_000
-#: rows of test features compared with the memory at once (bounds memory use)
-SEARCH_CHUNK = 4096
 
 
 def feature_tower(network: torch.nn.Module) -> torch.nn.Module:
@@ -62,29 +63,70 @@ def local_contrast(x: torch.Tensor, sigma: float = CONTRAST_SIGMA) -> torch.Tens
     return ((x - mean) / (spread + 0.05) / 3).clamp(-1, 1)
 
 
+#: a long frame is read in bands of this many model pixels along its long side,
+#: each with MARGIN more on both sides, so memory stays bounded however long the
+#: strip; the margin covers the contrast normalisation's Gaussian (3 sigma) and
+#: the network's receptive field, so bands join without seams
+BAND = 1024
+MARGIN = 160
+#: model pixels a forward pass of several same-size frames holds at most
+BATCH_PIXELS = 4_000_000
+#: the Gaussian (in grid cells) that smooths a frame's map of nearest distances
+SMOOTH_CELLS = 0.5
+#: findings kept per frame, the most anomalous first
+MAX_FINDINGS = 20
+#: the side (model pixels) of the crop around a finding that is named
+NAMING_CROP = 96
+
+
 @dataclass
 class FrameFeatures:
-    """Local features of one frame: (h * w, C) rows on an h x w grid."""
+    """Local features of one frame, or of one band of it: (h * w, C) rows on an
+    h x w grid. A band starts ``offset`` grid cells along ``axis`` (0: rows)."""
 
     rows: torch.Tensor
     grid: tuple[int, int]
     size: tuple[int, int]  # the frame's (height, width) in image pixels
+    axis: int = 0
+    offset: int = 0
 
 
 class PatchFeatures:
     """Reads local features of frames with an embedder's network."""
 
     def __init__(
-        self, embedder: Embedder, scale: float = 1.0, stages: tuple[int, ...] = (1, 2)
+        self,
+        embedder: Embedder,
+        scale: float = 1.0,
+        stages: tuple[int, ...] = (1, 2),
+        pad: int = 0,
     ) -> None:
         self.tower = feature_tower(embedder.network)
         self.device = embedder.device
         self.scale = scale
         self.stages = stages  # which of the network's three stages, finest first
+        self.pad = 0
+        # a network trained for the memory (model/surface.py) compares unit features
+        self.normalize = bool(embedder.meta.get("frame_features"))
+        probe = self._maps(torch.zeros(1, 1, 256, 256))
+        #: model pixels per grid cell
+        self.stride = 256 // probe.shape[-1]
+        #: bands start at multiples of this, so every stage's grid lines up
+        self.align = (
+            256
+            // self.tower.feature_maps(torch.zeros(1, 1, 256, 256, device=self.device))[
+                max(self.stages)
+            ].shape[-1]
+        )
+        #: model pixels of mirrored surface around the frame (a multiple of ``align``)
+        self.pad = pad - pad % self.align
 
     @torch.inference_mode()
-    def __call__(self, image: Image.Image) -> FrameFeatures:
-        x = local_contrast(frame_tensor(image, self.scale)).to(self.device)
+    def _maps(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) features of (N, 1, H, W) frames in [-1, 1]."""
+        x = local_contrast(x.to(self.device))
+        if self.pad:
+            x = F.pad(x, (self.pad,) * 4, mode="reflect")
         maps_by_stage = self.tower.feature_maps(x)
         chosen = [maps_by_stage[i] for i in self.stages]
         size = chosen[0].shape[-2:]
@@ -94,9 +136,91 @@ class PatchFeatures:
         )
         # each location described with its neighbours: a defect is a small region
         maps = F.avg_pool2d(maps, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+        if self.normalize:
+            maps = F.normalize(maps, dim=1)
+        if self.pad:
+            cells = self.pad // self.stride
+            maps = maps[..., cells:-cells, cells:-cells]
+        return maps
+
+    @staticmethod
+    def _rows(maps: torch.Tensor) -> torch.Tensor:
         h, w = maps.shape[-2:]
-        rows = maps[0].permute(1, 2, 0).reshape(h * w, -1).float().cpu()
-        return FrameFeatures(rows, (h, w), (image.height, image.width))
+        return maps.permute(1, 2, 0).reshape(h * w, -1).float().cpu()
+
+    def __call__(self, image: Image.Image) -> FrameFeatures:
+        """The whole frame in one pass (a frame that fits in memory)."""
+        maps = self._maps(frame_tensor(image, self.scale))[0]
+        return self._frame(maps, image)
+
+    def _frame(self, maps: torch.Tensor, image: Image.Image) -> FrameFeatures:
+        """A frame read in one band: its axis is the grid's long side."""
+        h, w = maps.shape[-2:]
+        return FrameFeatures(
+            self._rows(maps), (h, w), (image.height, image.width), 0 if h >= w else 1
+        )
+
+    def scaled(self, image: Image.Image) -> Image.Image:
+        """The frame in 8-bit gray at the model's scale (a band is cut from it)."""
+        gray = Image.fromarray(to_grayscale_array(image), mode="L")
+        if self.scale != 1.0:
+            size = (
+                max(16, round(gray.width * self.scale)),
+                max(16, round(gray.height * self.scale)),
+            )
+            gray = gray.resize(size, Image.Resampling.BILINEAR)
+        return gray
+
+    def is_banded(self, image: Image.Image) -> bool:
+        long_side = max(image.width, image.height) * self.scale
+        return long_side > BAND + 2 * MARGIN
+
+    def bands(self, image: Image.Image) -> Iterator[FrameFeatures]:
+        """The frame's features band by band along its long side, in order; a frame
+        short enough is one band."""
+        size = (image.height, image.width)
+        if not self.is_banded(image):
+            yield self(image)
+            return
+        scaled = self.scaled(image)
+        axis = 0 if scaled.height >= scaled.width else 1
+        length = scaled.height if axis == 0 else scaled.width
+        step = BAND - BAND % self.align
+        margin = MARGIN - MARGIN % self.align
+        for start in range(0, length, step):
+            stop = min(length, start + step)
+            if length - stop < self.align:  # no sliver of a band at the end
+                stop = length
+            low, high = max(0, start - margin), min(length, stop + margin)
+            box = (0, low, scaled.width, high) if axis == 0 else (low, 0, high, scaled.height)
+            array = np.asarray(scaled.crop(box), dtype=np.float32) / 127.5 - 1.0
+            maps = self._maps(torch.from_numpy(array)[None, None])[0]
+            skip = (start - low) // self.stride
+            cells = maps.shape[1 + axis]
+            keep = cells - skip if stop == length else (stop - start) // self.stride
+            maps = maps.narrow(1 + axis, skip, min(keep, cells - skip))
+            yield FrameFeatures(
+                self._rows(maps), tuple(maps.shape[-2:]), size, axis, start // self.stride
+            )
+            if stop == length:
+                return
+
+    def many(self, images: list[Image.Image]) -> list[FrameFeatures]:
+        """Features of frames that each fit in one band, frames of one size stacked
+        into one forward pass (at most BATCH_PIXELS model pixels a pass)."""
+        out: list[FrameFeatures | None] = [None] * len(images)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        tensors = [frame_tensor(image, self.scale) for image in images]
+        for i, tensor in enumerate(tensors):
+            by_size.setdefault(tuple(tensor.shape[-2:]), []).append(i)
+        for (h, w), members in by_size.items():
+            per_pass = max(1, BATCH_PIXELS // (h * w))
+            for first in range(0, len(members), per_pass):
+                chunk = members[first : first + per_pass]
+                maps = self._maps(torch.cat([tensors[i] for i in chunk]))
+                for i, m in zip(chunk, maps, strict=True):
+                    out[i] = self._frame(m, images[i])
+        return [f for f in out if f is not None]
 
 
 class GoodSurfaceMemory:
@@ -105,32 +229,191 @@ class GoodSurfaceMemory:
     def __init__(self, rows: torch.Tensor) -> None:
         if rows.numel() == 0:
             raise ValueError("a good-surface memory needs at least one good frame")
-        self.rows = rows.contiguous()
+        self.rows = rows.float().contiguous()
+        self._index: faiss.IndexFlatL2 | None = None
 
     @classmethod
     def from_frames(
         cls, frames: list[FrameFeatures], size: int = MEMORY_SIZE, seed: int = 0
     ) -> GoodSurfaceMemory:
-        rows = torch.cat([f.rows for f in frames])
-        if len(rows) > size:
-            keep = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))
-            rows = rows[keep[:size]]
-        return cls(rows)
+        return cls(subsample(torch.cat([f.rows for f in frames]), size, seed))
 
     def nearest(self, rows: torch.Tensor) -> torch.Tensor:
-        """Distance of each row to its nearest good-surface feature, in chunks."""
-        out = torch.empty(len(rows))
-        for start in range(0, len(rows), SEARCH_CHUNK):
-            chunk = rows[start : start + SEARCH_CHUNK]
-            out[start : start + len(chunk)] = torch.cdist(chunk, self.rows).min(dim=1).values
-        return out
+        """Distance of each row to its nearest good-surface feature (exact search)."""
+        if self._index is None:
+            self._index = faiss.IndexFlatL2(self.rows.shape[1])
+            self._index.add(self.rows.numpy())
+        squared, _ = self._index.search(np.ascontiguousarray(rows.numpy(), dtype=np.float32), 1)
+        return torch.from_numpy(np.sqrt(np.maximum(squared[:, 0], 0.0)))
 
-    def anomaly_map(self, frame: FrameFeatures, smooth: float = 4.0) -> np.ndarray:
-        """Each image pixel's anomaly score: the grid's distances, upsampled to the
-        frame's size and smoothed with a Gaussian of ``smooth`` image pixels."""
-        grid = self.nearest(frame.rows).view(1, 1, *frame.grid)
-        full = F.interpolate(grid, size=frame.size, mode="bilinear", align_corners=False)
-        return gaussian_smooth(full, smooth)[0, 0].numpy()
+    def score(self, bands: Iterable[FrameFeatures]) -> AnomalyGrid:
+        """A frame's anomaly grid from its bands (in order along their axis)."""
+        parts, size, axis = [], (0, 0), 0
+        for band in bands:
+            parts.append(self.nearest(band.rows).view(*band.grid))
+            size, axis = band.size, band.axis
+        if not parts:
+            raise ValueError("a frame without features")
+        grid = torch.cat(parts, dim=axis)[None, None]
+        cells = gaussian_smooth(grid, SMOOTH_CELLS)[0, 0].numpy()
+        return AnomalyGrid(cells, size)
+
+    def anomaly_map(self, frame: FrameFeatures) -> np.ndarray:
+        """Each image pixel's anomaly score (the frame's grid, upsampled)."""
+        return self.score([frame]).full()
+
+
+@dataclass
+class Region:
+    """A connected region of a frame above the threshold, in frame pixels."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    area: int
+    score: float
+    peak: tuple[int, int]  # (row, column) of its highest score
+
+
+@dataclass
+class AnomalyGrid:
+    """A frame's anomaly scores on the feature grid (a few image pixels a cell)."""
+
+    cells: np.ndarray  # (h, w) float32
+    size: tuple[int, int]  # the frame's (height, width) in image pixels
+
+    @property
+    def score(self) -> float:
+        """The frame's score: its most anomalous cell."""
+        return float(self.cells.max())
+
+    @property
+    def cell_size(self) -> tuple[float, float]:
+        return self.size[0] / self.cells.shape[0], self.size[1] / self.cells.shape[1]
+
+    def full(self) -> np.ndarray:
+        """The scores at every image pixel (bilinear): for small frames and evaluation."""
+        grid = torch.from_numpy(np.ascontiguousarray(self.cells))[None, None]
+        return F.interpolate(grid, size=self.size, mode="bilinear", align_corners=False)[
+            0, 0
+        ].numpy()
+
+    def regions(self, threshold: float, limit: int = MAX_FINDINGS) -> list[Region]:
+        """Connected regions (8-neighbours) of cells above ``threshold``, the most
+        anomalous first, at most ``limit``."""
+        above = self.cells > threshold
+        labels, count = ndimage.label(above, structure=np.ones((3, 3), bool))
+        if count == 0:
+            return []
+        ch, cw = self.cell_size
+        found = []
+        for index, box in enumerate(ndimage.find_objects(labels), start=1):
+            inside = labels[box] == index
+            values = np.where(inside, self.cells[box], -np.inf)
+            r, c = np.unravel_index(int(np.argmax(values)), values.shape)
+            rows, cols = box
+            y0, y1 = int(rows.start * ch), min(self.size[0], int(np.ceil(rows.stop * ch)))
+            x0, x1 = int(cols.start * cw), min(self.size[1], int(np.ceil(cols.stop * cw)))
+            found.append(
+                Region(
+                    x=x0,
+                    y=y0,
+                    width=max(1, x1 - x0),
+                    height=max(1, y1 - y0),
+                    area=max(1, round(int(inside.sum()) * ch * cw)),
+                    score=float(values[r, c]),
+                    peak=(
+                        min(self.size[0] - 1, int((rows.start + r + 0.5) * ch)),
+                        min(self.size[1] - 1, int((cols.start + c + 0.5) * cw)),
+                    ),
+                )
+            )
+        found.sort(key=lambda region: -region.score)
+        return found[:limit]
+
+    def heat_map(self, threshold: float) -> Image.Image:
+        """The grid as an RGBA picture at grid size, to lay over the frame: clear
+        where the score is low, warmer and more opaque towards and past ``threshold``."""
+        level = np.clip(self.cells / max(threshold, 1e-6), 0.0, 1.5) / 1.5
+        rgba = np.zeros((*self.cells.shape, 4), dtype=np.uint8)
+        rgba[..., 0] = 255
+        rgba[..., 1] = (255 * (1 - level)).astype(np.uint8)
+        rgba[..., 3] = (230 * np.clip((level - 0.35) / 0.65, 0, 1)).astype(np.uint8)
+        return Image.fromarray(rgba, mode="RGBA")
+
+
+def naming_crop(image: Image.Image, region: Region, scale: float = 1.0) -> Image.Image:
+    """The square around a region's peak that is named against the defect
+    references: NAMING_CROP model pixels, or the region's box when larger."""
+    side = max(round(NAMING_CROP / scale), region.width, region.height)
+    side = min(side, image.width, image.height) if min(image.width, image.height) >= 16 else side
+    row, col = region.peak
+    left = int(np.clip(col - side // 2, 0, max(0, image.width - side)))
+    top = int(np.clip(row - side // 2, 0, max(0, image.height - side)))
+    return image.crop((left, top, left + side, top + side))
+
+
+def subsample(rows: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
+    """At most ``size`` of ``rows``, a random choice (the same for the same seed)."""
+    if len(rows) <= size:
+        return rows
+    keep = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))
+    return rows[keep[:size]]
+
+
+#: the frame's bands, read afresh each time they are asked for (a long strip's
+#: features are never all held at once)
+FrameSource = Callable[[], Iterable[FrameFeatures]]
+
+
+def build_memory(
+    sources: list[FrameSource],
+    size: int = MEMORY_SIZE,
+    seed: int = 0,
+    margin: float = 1.1,
+) -> tuple[GoodSurfaceMemory, float]:
+    """A good-surface memory of the given good frames and its frame-score threshold,
+    from them alone: each good frame is scored against a memory of the others (one
+    frame alone: each half of it against the other half), and the highest of those
+    scores, times ``margin``, is the threshold."""
+    if not sources:
+        raise ValueError("a good-surface memory needs at least one good frame")
+    samples = []  # per frame: sampled rows, and each row's cell along the long axis
+    for source in sources:
+        rows, along = [], []
+        for band in source():
+            keep = subsample(torch.arange(len(band.rows)), size, seed)
+            rows.append(band.rows[keep])
+            cell = keep // band.grid[1] if band.axis == 0 else keep % band.grid[1]
+            along.append(cell + band.offset)
+        samples.append((torch.cat(rows), torch.cat(along)))
+    memory = GoodSurfaceMemory(subsample(torch.cat([r for r, _ in samples]), size, seed))
+    scores = []
+    if len(sources) == 1:
+        rows, along = samples[0]
+        middle = (int(along.max()) + 1) // 2
+        for memory_part, scored in (
+            (along < middle, slice(middle, None)),
+            (along >= middle, slice(0, middle)),
+        ):
+            grid = GoodSurfaceMemory(rows[memory_part]).score(sources[0]())
+            cells = np.moveaxis(grid.cells, long_axis(grid.cells), 0)
+            scores.append(float(cells[scored].max()))
+    else:
+        for i, source in enumerate(sources):
+            others = torch.cat([r for j, (r, _) in enumerate(samples) if j != i])
+            scores.append(GoodSurfaceMemory(subsample(others, size, seed)).score(source()).score)
+    return memory, max(scores) * margin
+
+
+def long_axis(cells: np.ndarray) -> int:
+    return 0 if cells.shape[0] >= cells.shape[1] else 1
+
+
+def calibrate_threshold(frames: list[FrameFeatures], margin: float = 1.1) -> float:
+    """The frame-score threshold of ``build_memory`` for frames already read."""
+    return build_memory([lambda f=f: [f] for f in frames], margin=margin)[1]
 
 
 def gaussian_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -148,35 +431,56 @@ def gaussian_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.conv2d(x, kh / kh.sum()), kw / kw.sum())
 
 
-def calibrate_threshold(frames: list[FrameFeatures], margin: float = 1.1) -> float:
-    """A frame-score threshold from good frames alone: each good frame is scored
-    against a memory of the others (a frame alone: its left half against its
-    right), and the highest of those scores, times ``margin``, is the threshold."""
-    pairs = []  # (memory frames, scored frame)
-    if len(frames) == 1:
-        a, b = split_in_halves(frames[0])
-        pairs = [([a], b), ([b], a)]
-    else:
-        pairs = [(frames[:i] + frames[i + 1 :], frame) for i, frame in enumerate(frames)]
-    scores = [
-        float(GoodSurfaceMemory.from_frames(memory).anomaly_map(scored).max())
-        for memory, scored in pairs
-    ]
-    return max(scores) * margin
+@dataclass
+class FrameVerdict:
+    """What the good-surface memory says of one frame."""
+
+    grid: AnomalyGrid
+    regions: list[Region]  # above the threshold, the most anomalous first
+    crops: list[Image.Image]  # each region's crop, to be named
 
 
-def split_in_halves(frame: FrameFeatures) -> tuple[FrameFeatures, FrameFeatures]:
-    """The frame's features left and right of its middle column (top and bottom when
-    it is taller than wide)."""
-    h, w = frame.grid
-    height, width = frame.size
-    grid = frame.rows.view(h, w, -1)
-    if w >= h:
-        parts, sizes = (grid[:, : w // 2], grid[:, w // 2 :]), (height, width // 2)
-    else:
-        parts, sizes = (grid[: h // 2], grid[h // 2 :]), (height // 2, width)
-    first, second = (
-        FrameFeatures(part.reshape(-1, grid.shape[-1]), (part.shape[0], part.shape[1]), sizes)
-        for part in parts
-    )
-    return first, second
+class FrameInspector:
+    """Frames judged by a good-surface memory: what the workers call.
+
+    ``build`` makes a memory (rows of local features, as numpy) and its threshold
+    from good frames; ``inspect`` scores frames against it, frames of one size
+    that fit in one band in one forward pass, longer ones band by band."""
+
+    def __init__(self, embedder: Embedder, stages: tuple[int, ...] = (1, 2)) -> None:
+        self.embedder = embedder
+        self.version = embedder.version
+        self.stages = stages
+        self._readers: dict[float, PatchFeatures] = {}
+        self.reader(1.0)  # fails here, once, when the network has no feature maps
+
+    def reader(self, scale: float) -> PatchFeatures:
+        if scale not in self._readers:
+            self._readers[scale] = PatchFeatures(self.embedder, scale, self.stages)
+        return self._readers[scale]
+
+    def build(self, images: list[Image.Image], scale: float) -> tuple[np.ndarray, float]:
+        reader = self.reader(scale)
+        memory, threshold = build_memory(
+            [lambda image=image: reader.bands(image) for image in images]
+        )
+        return memory.rows.numpy(), threshold
+
+    def inspect(
+        self, images: list[Image.Image], rows: np.ndarray, threshold: float, scale: float
+    ) -> list[FrameVerdict]:
+        reader = self.reader(scale)
+        memory = GoodSurfaceMemory(torch.from_numpy(rows))
+        grids: dict[int, AnomalyGrid] = {}
+        whole = [i for i, image in enumerate(images) if not reader.is_banded(image)]
+        for i, frame in zip(whole, reader.many([images[i] for i in whole]), strict=True):
+            grids[i] = memory.score([frame])
+        for i, image in enumerate(images):
+            if i not in grids:
+                grids[i] = memory.score(reader.bands(image))
+        verdicts = []
+        for i, image in enumerate(images):
+            regions = grids[i].regions(threshold)
+            crops = [naming_crop(image, region, scale) for region in regions]
+            verdicts.append(FrameVerdict(grids[i], regions, crops))
+        return verdicts

@@ -3,10 +3,17 @@
 Migrates the database (SQLite by default), seeds one reference per NEU class
 from the bundled sample and a demo supervisor, makes sure Redis answers, then
 starts one worker, the admin site and a camera replaying the sample.
+
+A second camera, ``tile-line``, shows frames and findings: five good magnetic
+tiles from data/sample-tiles/ are its good frames (its good-surface memory), a
+crop around the defect of one tile per defect class is a ``defect`` reference,
+and a second camera process replays the other tiles (tiles.csv says which is which).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import secrets
 import shutil
@@ -16,13 +23,31 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import numpy as np
 import redis
+from PIL import Image
+from scipy import ndimage
 from sqlalchemy import func, select
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from core.blobs import BlobStore
+    from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
+TILES = ROOT / "data" / "sample-tiles"
+TILE_CAMERA = "tile-line"
+#: the tiles the tile-line camera replays, copied here (the producer replays a folder)
+TILE_REPLAY = ROOT / "var" / "demo" / TILE_CAMERA
+GOOD_LABEL = "good surface"
+#: the side of a defect reference's crop at least: the side of the crops the
+#: worker names its findings by (model.frames.NAMING_CROP, at scale 1)
+DEFECT_CROP = 96
 LOGS = ROOT / "var" / "logs"
 DEMO_USER = "supervisor"
 BIN = Path(sys.executable).parent
@@ -93,8 +118,80 @@ def ensure_redis(url: str, children: list[subprocess.Popen]) -> None:
     sys.exit(f"[demo] started redis-server but it does not answer; see {LOGS / 'redis.log'}")
 
 
+def tile_roles() -> list[dict[str, str]]:
+    """data/sample-tiles/tiles.csv: each tile's file, class, tile group and role in
+    the demo (``good-frame``, ``reference`` or ``replay``)."""
+    with open(TILES / "tiles.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def defect_crop(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """The square around the mask's largest defect: DEFECT_CROP pixels, or the
+    defect's box and a margin when larger, within the image."""
+    labels, count = ndimage.label(np.asarray(mask) > 127, structure=np.ones((3, 3), bool))
+    if count == 0:
+        raise ValueError("the mask marks no defect")
+    sizes = ndimage.sum_labels(np.ones(labels.shape), labels, range(1, count + 1))
+    rows, cols = ndimage.find_objects(labels)[int(np.argmax(sizes))]
+    side = max(DEFECT_CROP, rows.stop - rows.start + 16, cols.stop - cols.start + 16)
+    side = min(side, image.width, image.height)
+    centre_y, centre_x = (rows.start + rows.stop) // 2, (cols.start + cols.stop) // 2
+    left = int(np.clip(centre_x - side // 2, 0, image.width - side))
+    top = int(np.clip(centre_y - side // 2, 0, image.height - side))
+    return image.crop((left, top, left + side, top + side))
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def seed_tile_line(session: Session, store: BlobStore, settings: Settings) -> None:
+    """The tile-line camera's good frames (unless it has some) and one defect
+    reference per tile class (labels not yet in the library)."""
+    from core.references import add_reference
+    from core.tables import Reference
+
+    limits = (settings.max_image_bytes, settings.max_image_pixels)
+    has_good_frames = session.scalar(
+        select(func.count(Reference.id)).where(
+            Reference.kind == "ok", Reference.camera == TILE_CAMERA
+        )
+    )
+    known = set(session.scalars(select(Reference.label)))
+    for tile in tile_roles():
+        path = TILES / tile["file"]
+        if tile["role"] == "good-frame" and not has_good_frames:
+            data = path.read_bytes()
+            add_reference(
+                session, store, data, GOOD_LABEL, "ok", "demo", *limits, camera=TILE_CAMERA
+            )
+            say(f"good frame of {TILE_CAMERA}: {path.relative_to(ROOT)}")
+        elif tile["role"] == "reference" and tile["class"] not in known:
+            with Image.open(path) as image, Image.open(TILES / "masks" / tile["file"]) as mask:
+                data = png_bytes(defect_crop(image, mask))
+            add_reference(
+                session, store, data, tile["class"], "defect", "demo", *limits, camera=TILE_CAMERA
+            )
+            say(f"reference: {tile['class']} <- the defect of {path.relative_to(ROOT)}")
+
+
+def prepare_tile_replay() -> Path:
+    """A folder of the tiles the tile-line camera replays (neither good frames nor
+    references), made afresh each run."""
+    shutil.rmtree(TILE_REPLAY, ignore_errors=True)
+    TILE_REPLAY.mkdir(parents=True)
+    for tile in tile_roles():
+        if tile["role"] == "replay":
+            source = TILES / tile["file"]
+            shutil.copyfile(source, TILE_REPLAY / f"{tile['class']}-{source.name}")
+    return TILE_REPLAY
+
+
 def seed(settings) -> str:  # type: ignore[no-untyped-def]
-    """One reference per sample class (labels not yet in the library) and the demo user."""
+    """One reference per sample class (labels not yet in the library), the tile-line
+    camera's good frames and defect references, and the demo user."""
     from werkzeug.security import generate_password_hash
 
     from admin.auth import create_user
@@ -108,6 +205,7 @@ def seed(settings) -> str:  # type: ignore[no-untyped-def]
         store = BlobStore(settings.blob_dir)
         for label, path in seed_from_folder(session, store, SAMPLE, "demo"):
             say(f"reference: {label} <- {path.relative_to(ROOT)}")
+        seed_tile_line(session, store, settings)
         user = session.scalar(select(User).where(User.username == DEMO_USER))
         if user is None:
             create_user(session, DEMO_USER, password, "supervisor")
@@ -219,10 +317,31 @@ def main() -> int:
                 env,
             )
         )
+        children.append(
+            start(
+                "camera-tiles",
+                [
+                    str(BIN / "python"),
+                    "-m",
+                    "producer",
+                    "replay",
+                    str(prepare_tile_replay()),
+                    "--camera",
+                    TILE_CAMERA,
+                    "--rate",
+                    "0.5",
+                ],
+                env,
+            )
+        )
         say("")
         say(f"admin site:  http://127.0.0.1:{port}/")
         say(f"log in as:   {DEMO_USER} / {password}")
-        say("the camera replays the bundled NEU sample at 2 images/s; Ctrl-C stops everything")
+        say("camera demo-line-1 replays the bundled NEU sample at 2 images/s;")
+        say(
+            f"camera {TILE_CAMERA} replays magnetic tiles at 0.5 frames/s, judged by its good "
+            "frames (findings); Ctrl-C stops everything"
+        )
         say("")
         ticks = 0
         while os.getppid() == parent:  # stop when `make` goes away

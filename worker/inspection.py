@@ -6,6 +6,7 @@ transaction serve many jobs; the Celery task feeds it what it has.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from core.blobs import BlobStore
@@ -32,9 +33,10 @@ from core.jobs import (
 from core.references import ReferenceCache, register_model_version
 from core.results import insert_inspections
 from core.settings import Settings
-from core.tables import DeadLetter, utcnow
+from core.surface_memories import CameraMemory, SurfaceMemoryCache
+from core.tables import DeadLetter, Finding, Inspection, utcnow
 from core.thresholds import ThresholdCache
-from core.verdict import decide_batch
+from core.verdict import ReferenceSet, decide_batch
 from worker import metrics
 from worker.envelope import BODY_EXCERPT_CHARS, json_safe, printable
 
@@ -50,6 +52,7 @@ class WorkerRuntime:
     store: BlobStore
     references: ReferenceCache
     thresholds: ThresholdCache
+    memories: SurfaceMemoryCache
 
     @classmethod
     def load(cls, settings: Settings, threads: int | None = None) -> WorkerRuntime:
@@ -60,6 +63,9 @@ class WorkerRuntime:
         if threads:
             # Several worker processes on one host must not each use every core.
             torch.set_num_threads(threads)
+            import faiss  # the good-surface memory's search
+
+            faiss.omp_set_num_threads(threads)
         embedder = load_embedder(
             settings.model_checkpoint,
             device=settings.model_device,
@@ -82,7 +88,21 @@ class WorkerRuntime:
             store,
             ReferenceCache(embedder, store),
             ThresholdCache(embedder.threshold, embedder.version),
+            SurfaceMemoryCache(lambda: frame_inspector(embedder), store),
         )
+
+
+def frame_inspector(embedder: Any) -> Any:
+    """The model's frame inspector (``model.frames.FrameInspector``), or None when
+    its network has no feature maps to read (such as the paper's network): then
+    every camera keeps the whole-image rule."""
+    from model.frames import FrameInspector
+
+    try:
+        return FrameInspector(embedder)
+    except ValueError as exc:
+        log.warning("frames are judged by the whole-image rule only: %s", exc)
+        return None
 
 
 @dataclass
@@ -223,6 +243,7 @@ def base_row(**values: Any) -> dict[str, Any]:
         "image_key": None,
         "image_width": None,
         "image_height": None,
+        "anomaly_key": None,
         "error": None,
         "meta": None,
         "captured_at": None,
@@ -235,8 +256,128 @@ def base_row(**values: Any) -> dict[str, Any]:
     return row
 
 
+@dataclass
+class FrameOutcome:
+    """A frame judged by its camera's good-surface memory, its findings named."""
+
+    memory: CameraMemory
+    score: float
+    findings: list[dict[str, Any]]  # Finding columns, rank order
+    heat_map: bytes  # PNG
+    anomaly_key: str | None = None
+
+
+def judge_frames(
+    runtime: WorkerRuntime, jobs: list[PendingJob], memories: dict[str, CameraMemory]
+) -> dict[int, FrameOutcome]:
+    """Each job of a camera with good frames judged by its memory (by ``id`` of the
+    job); findings named later, with the references."""
+    inspector: Any = runtime.memories.builder()  # set: the memories were built with it
+    outcomes: dict[int, FrameOutcome] = {}
+    by_camera: dict[str, list[PendingJob]] = {}
+    for pending in jobs:
+        assert pending.job is not None
+        by_camera.setdefault(pending.job.camera, []).append(pending)
+    for camera, members in by_camera.items():
+        memory = memories[camera]
+        verdicts = inspector.inspect(
+            [p.image for p in members], memory.rows, memory.threshold, memory.scale
+        )
+        for pending, verdict in zip(members, verdicts, strict=True):
+            buffer = io.BytesIO()
+            verdict.grid.heat_map(memory.threshold).save(buffer, format="PNG")
+            findings = [
+                {
+                    "rank": rank,
+                    "x": region.x,
+                    "y": region.y,
+                    "width": region.width,
+                    "height": region.height,
+                    "area": region.area,
+                    "score": region.score,
+                    "crop": crop,
+                }
+                for rank, (region, crop) in enumerate(
+                    zip(verdict.regions, verdict.crops, strict=True)
+                )
+            ]
+            outcomes[id(pending)] = FrameOutcome(
+                memory, verdict.grid.score, findings, buffer.getvalue()
+            )
+    return outcomes
+
+
+def name_findings(
+    runtime: WorkerRuntime,
+    outcomes: list[FrameOutcome],
+    references: ReferenceSet,
+    thresholds: Any,
+) -> None:
+    """Each finding named by the nearest ``defect`` reference of its crop within the
+    match threshold (``unknown`` otherwise), all crops in one embedding pass."""
+    findings = [f for outcome in outcomes for f in outcome.findings]
+    if not findings:
+        return
+    defects = [i for i, kind in enumerate(references.kinds) if kind == "defect"]
+    library = ReferenceSet(
+        ids=[references.ids[i] for i in defects],
+        labels=[references.labels[i] for i in defects],
+        kinds=["defect"] * len(defects),
+        vectors=references.vectors[defects] if defects else references.vectors[:0],
+        model_version=references.model_version,
+    )
+    codes = runtime.embedder.embed([f.pop("crop") for f in findings])
+    verdicts = decide_batch(codes, library, thresholds)
+    for finding, verdict in zip(findings, verdicts, strict=True):
+        finding["label"] = verdict.label
+        finding["reference_id"] = verdict.nearest_reference_id
+        finding["distance"] = verdict.dissimilarity
+
+
+def frame_row(pending: PendingJob, outcome: FrameOutcome, **common: Any) -> dict[str, Any]:
+    """The inspection row of a frame: flagged with its top finding's label, or passed.
+    ``distances`` stays empty: each finding keeps its own nearest reference and
+    distance, on the match threshold's scale, not the frame threshold's."""
+    top = outcome.findings[0] if outcome.findings else None
+    return base_row(
+        status="flagged" if top else "passed",
+        label=top["label"] if top else outcome.memory.label,
+        dissimilarity=outcome.score,
+        nearest_reference_id=top["reference_id"] if top else None,
+        threshold=outcome.memory.threshold,
+        anomaly_key=outcome.anomaly_key,
+        **common,
+    )
+
+
+def store_findings(session: Session, inserted: set[str], frames: dict[str, FrameOutcome]) -> int:
+    """The findings of the frames whose rows were just inserted; returns how many."""
+    job_ids = [job_id for job_id in frames if job_id in inserted and frames[job_id].findings]
+    if not job_ids:
+        return 0
+    ids: dict[str, int] = {
+        job_id: inspection_id
+        for job_id, inspection_id in session.execute(
+            select(Inspection.job_id, Inspection.id).where(Inspection.job_id.in_(job_ids))
+        )
+    }
+    rows = [
+        {
+            "inspection_id": ids[job_id],
+            **{k: v for k, v in finding.items() if k != "crop"},
+        }
+        for job_id in job_ids
+        for finding in frames[job_id].findings
+    ]
+    session.execute(insert(Finding), rows)
+    return len(rows)
+
+
 def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[str, Any]]:
-    """Inspect a batch of jobs and commit one row per job in one transaction."""
+    """Inspect a batch of jobs and commit one row per job in one transaction.
+
+    Frames of a camera with good frames are judged by its good-surface memory
+    (findings); the others by the whole-image rule (embedding and references)."""
     started = time.perf_counter()
     for pending in batch:
         prepare(pending, runtime)
@@ -245,41 +386,63 @@ def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[
     for (pending, _), key in zip(stored, keys, strict=True):
         pending.image_key = key
     good = [p for p in batch if p.image is not None]
+    cameras = {p.job.camera for p in good if p.job is not None}
+    with session_scope(runtime.settings.database_url) as session:
+        memories = runtime.memories.get(session, cameras)
+    framed = [p for p in good if p.job is not None and p.job.camera in memories]
+    framed_ids = {id(p) for p in framed}
+    whole = [p for p in good if id(p) not in framed_ids]
     embed_started = time.perf_counter()
     embeddings = (
-        runtime.embedder.embed([p.image for p in good])
-        if good
+        runtime.embedder.embed([p.image for p in whole])
+        if whole
         else np.empty((0, 0), dtype=np.float32)
     )
+    outcomes = judge_frames(runtime, framed, memories) if framed else {}
+    heat_keys = runtime.store.put_many([o.heat_map for o in outcomes.values()])
+    for outcome, key in zip(outcomes.values(), heat_keys, strict=True):
+        outcome.anomaly_key = key
     embed_seconds = time.perf_counter() - embed_started
     with session_scope(runtime.settings.database_url) as session:
         references = runtime.references.get(session)
         thresholds = runtime.thresholds.get(session)
-        verdicts = decide_batch(embeddings, references, thresholds) if good else []
+        name_findings(runtime, list(outcomes.values()), references, thresholds)
+        verdicts = decide_batch(embeddings, references, thresholds) if whole else []
+        verdict_of = {id(p): v for p, v in zip(whole, verdicts, strict=True)}
         processed_at = datetime.now(UTC)
         rows = store_rejections(session, batch, processed_at)
-        for pending, verdict in zip(good, verdicts, strict=True):
+        frames_by_job: dict[str, FrameOutcome] = {}
+        for pending in good:
             job = pending.job
             assert job is not None and pending.image is not None
+            common = {
+                "job_id": job.job_id,
+                "camera": job.camera,
+                "model_version": runtime.embedder.version,
+                "image_key": pending.image_key,
+                "image_width": pending.image.width,
+                "image_height": pending.image.height,
+                "meta": job.meta,
+                "captured_at": job.captured_at,
+                "submitted_at": job.submitted_at,
+                "received_at": pending.received_at,
+                "processed_at": processed_at,
+            }
+            if id(pending) in outcomes:
+                outcome = outcomes[id(pending)]
+                frames_by_job.setdefault(job.job_id, outcome)
+                rows.append(frame_row(pending, outcome, **common))
+                continue
+            verdict = verdict_of[id(pending)]
             rows.append(
                 base_row(
-                    job_id=job.job_id,
-                    camera=job.camera,
                     status=verdict.status,
                     label=verdict.label,
                     dissimilarity=verdict.dissimilarity,
                     nearest_reference_id=verdict.nearest_reference_id,
                     distances=verdict.distances,
                     threshold=verdict.threshold,
-                    model_version=runtime.embedder.version,
-                    image_key=pending.image_key,
-                    image_width=pending.image.width,
-                    image_height=pending.image.height,
-                    meta=job.meta,
-                    captured_at=job.captured_at,
-                    submitted_at=job.submitted_at,
-                    received_at=pending.received_at,
-                    processed_at=processed_at,
+                    **common,
                 )
             )
         # A job sent twice may arrive twice in one batch: the first copy stands.
@@ -289,6 +452,9 @@ def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[
                 seen.add(row["job_id"])
                 unique.append(row)
         inserted = insert_inspections(session, unique)
+        findings = store_findings(session, inserted, frames_by_job)
+    if findings:
+        metrics.FINDINGS.inc(findings)
     record_outcome(rows, unique, inserted, len(batch), embed_seconds, time.perf_counter() - started)
     return rows
 

@@ -37,6 +37,7 @@ END_TO_END_SECONDS = Histogram(
     "From the producer's enqueue to the stored row",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+FINDINGS = Counter("inspection_findings_total", "Findings stored (anomalous regions of frames)")
 DEAD_LETTERS = Counter(
     "inspection_dead_letters_total", "Messages stored as dead letters (no job id recoverable)"
 )

@@ -1,6 +1,7 @@
 // Keyboard shortcuts for reviewing without the mouse. Keys are ignored while
 // typing in a field. Queue: j/k move, o or Enter open, c confirm, f false
 // alarm, x select, C confirm the selection. Detail: c, f, r (relabel), n (next).
+// Detail, for admins: drag a box over the frame to make a reference of it.
 (function () {
   "use strict";
 
@@ -76,10 +77,69 @@
     });
   }
 
+  // The box form holds the box in pixels of the original frame (the server checks
+  // it again); dragging over the frame fills it, typing in it moves the box shown.
+  function setupDrawing(frame, form) {
+    const image = document.getElementById("frame-image");
+    const fields = ["x", "y", "width", "height"].map((name) => form.elements[name]);
+    const drawn = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+    drawn.setAttribute("class", "drawn");
+    drawn.setAttribute("visibility", "hidden");
+    document.getElementById("boxes").appendChild(drawn);
+    const size = () => [Number(image.dataset.width), Number(image.dataset.height)];
+
+    function point(event) {
+      const shown = image.getBoundingClientRect();
+      const [width, height] = size();
+      const x = Math.round(((event.clientX - shown.left) / shown.width) * width);
+      const y = Math.round(((event.clientY - shown.top) / shown.height) * height);
+      return [Math.max(0, Math.min(width, x)), Math.max(0, Math.min(height, y))];
+    }
+
+    function show() {
+      const [width, height] = size();
+      const [x, y, w, h] = fields.map((field) => Number(field.value));
+      const complete = fields.every((field) => field.value !== "") && w > 0 && h > 0;
+      drawn.setAttribute("visibility", complete ? "visible" : "hidden");
+      if (!complete) return;
+      drawn.setAttribute("x", `${(100 * x) / width}%`);
+      drawn.setAttribute("y", `${(100 * y) / height}%`);
+      drawn.setAttribute("width", `${(100 * w) / width}%`);
+      drawn.setAttribute("height", `${(100 * h) / height}%`);
+    }
+
+    let start = null;
+    function drag(event) {
+      const [x, y] = point(event);
+      [fields[0].value, fields[1].value] = [Math.min(start[0], x), Math.min(start[1], y)];
+      [fields[2].value, fields[3].value] = [Math.abs(x - start[0]), Math.abs(y - start[1])];
+      show();
+    }
+    frame.addEventListener("pointerdown", (event) => {
+      if (event.button !== 0) return;
+      event.preventDefault();
+      start = point(event);
+      frame.setPointerCapture(event.pointerId);
+      drag(event);
+    });
+    frame.addEventListener("pointermove", (event) => { if (start) drag(event); });
+    frame.addEventListener("pointerup", (event) => {
+      if (!start) return;
+      drag(event);
+      start = null;
+      form.elements.label.focus({ preventScroll: true });
+    });
+    frame.addEventListener("pointercancel", () => { start = null; });
+    fields.forEach((field) => field.addEventListener("input", show));
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     const table = document.getElementById("queue");
     if (table) setupQueue(table);
     const review = document.getElementById("review-form");
     if (review) setupDetail(review);
+    const frame = document.getElementById("frame");
+    const boxForm = document.getElementById("box-form");
+    if (frame && boxForm) setupDrawing(frame, boxForm);
   });
 })();

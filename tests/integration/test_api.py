@@ -7,24 +7,28 @@ from __future__ import annotations
 import base64
 import io
 import json
+import uuid
 from typing import get_args
 
 import redis
 from openapi_core import OpenAPI
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
 from openapi_spec_validator import validate as validate_openapi_document
+from PIL import Image
 from redis import RedisError
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from admin import api_schemas as schemas
 from admin.api import ENDPOINT_SCOPES
 from admin.review_queue import SORTS
+from core.blobs import BlobStore
 from core.db import session_scope
 from core.jobs import QUEUE_NAME, InspectJob
-from core.tables import REVIEW_STATES, STATUSES, Inspection
-from tests.conftest import sample_images
+from core.tables import REVIEW_STATES, STATUSES, Finding, Inspection
+from tests.conftest import png_bytes, sample_images
 from tests.integration.conftest import add_inspections, logged_in, make_token
 
 
@@ -317,3 +321,98 @@ def test_a_review_through_the_api_is_signed_by_its_token(app, settings):
     )
     assert reviewed.status_code == 200
     assert reviewed.get_json()["review"]["by"] == "api:mes for ada"
+
+
+# -- frames judged by findings ---------------------------------------------------------
+
+
+def add_frame_with_findings(settings, findings: int) -> int:
+    """A frame inspection as a worker writes it for a camera with good frames: its
+    anomaly map stored, its findings in their own rows (inserted here directly)."""
+    store = BlobStore(settings.blob_dir)
+    heat = Image.new("RGBA", (8, 4), (255, 80, 0, 200))
+    [inspection_id] = add_inspections(
+        settings,
+        1,
+        job_id=str(uuid.uuid4()),
+        camera="strip-1",
+        label="scratches",
+        dissimilarity=0.9,
+        threshold=0.5,
+        nearest_reference_id=None,
+        distances=None,
+        anomaly_key=store.put(png_bytes(heat)),
+    )[-1:]
+    with session_scope(settings.database_url) as session:
+        for rank in range(findings):
+            session.add(
+                Finding(
+                    inspection_id=inspection_id,
+                    rank=rank,
+                    x=10 * rank,
+                    y=20,
+                    width=30,
+                    height=40,
+                    area=900 - rank,
+                    score=0.9 - rank / 10,
+                    label="scratches" if rank == 0 else "unknown",
+                    reference_id=1 if rank == 0 else None,
+                    distance=0.3 if rank == 0 else None,
+                )
+            )
+    return inspection_id
+
+
+def test_a_frame_carries_its_findings_and_anomaly_map(app, settings, api_token):
+    whole = add_inspections(settings, 2)
+    frames = [add_frame_with_findings(settings, n) for n in (3, 1, 0)]
+    openapi = OpenAPI.from_dict(served_document(app, api_token))
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {api_token}"}
+
+    one = client.get(f"/api/v1/inspections/{frames[0]}", headers=auth)
+    check_against(openapi, one)
+    body = one.get_json()
+    assert [f["rank"] for f in body["findings"]] == [0, 1, 2]
+    assert body["findings"][0] == {
+        "rank": 0,
+        "x": 0,
+        "y": 20,
+        "width": 30,
+        "height": 40,
+        "area": 900,
+        "score": 0.9,
+        "label": "scratches",
+        "reference_id": 1,
+        "distance": 0.3,
+    }
+    assert body["findings"][1]["reference_id"] is None and body["findings"][1]["label"] == "unknown"
+    heat = client.get(body["anomaly_map"], headers=auth)  # with the token alone
+    assert heat.status_code == 200 and heat.mimetype == "image/png"
+
+    # a page: every frame with its own findings, from one query for the page
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        page = client.get("/api/v1/inspections?limit=10", headers=auth)
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    check_against(openapi, page)
+    items = {item["id"]: item for item in page.get_json()["items"]}
+    assert [len(items[i]["findings"]) for i in frames] == [3, 1, 0]
+    assert all(items[i]["anomaly_map"] for i in frames)
+    assert sum("FROM findings" in s for s in statements) == 1
+    for i in whole:  # judged whole: no findings, no map
+        assert items[i]["findings"] == [] and items[i]["anomaly_map"] is None
+
+    reviewed = client.post(
+        f"/api/v1/inspections/{frames[1]}/review", headers=auth, json={"action": "confirm"}
+    )
+    check_against(openapi, reviewed)
+    assert len(reviewed.get_json()["findings"]) == 1
+    finding = served_document(app, api_token)["components"]["schemas"]["Finding"]
+    assert set(finding["required"]) == set(schemas.Finding.model_fields)

@@ -7,11 +7,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from model import load_embedder
 from model.evaluate_frames import evaluate_frames, markdown
-from model.frames import GoodSurfaceMemory, PatchFeatures, calibrate_threshold
+from model.frames import FrameInspector, GoodSurfaceMemory, PatchFeatures, calibrate_threshold
 
 KEYS = ("image_auroc", "false_alarm_rate", "recall", "pixel_auroc", "located", "naming_accuracy")
 
@@ -78,3 +79,46 @@ def test_evaluate_frames_writes_the_contracted_keys(embedder, tmp_path):
     whole = result["rules"]["whole-image"]["by_good_references"]["3"]
     assert whole["pixel_auroc"] is None and 0.0 <= whole["image_auroc"] <= 1.0
     assert "| patch-memory | 3 |" in markdown(result)
+
+
+def test_a_long_strip_is_read_in_bands_that_join_without_seams(embedder):
+    rng = np.random.default_rng(2)
+    extract = PatchFeatures(embedder)
+    strip = Image.fromarray(texture(rng, (200, 3000)).astype(np.uint8))
+    assert extract.is_banded(strip)
+    whole = extract(strip)
+    bands = list(extract.bands(strip))
+    assert len(bands) == 3 and all(b.axis == 1 for b in bands)
+    joined = torch.cat([b.rows.view(*b.grid, -1) for b in bands], dim=1)
+    assert joined.shape == whole.rows.view(*whole.grid, -1).shape
+    # the network standardises each band by its own statistics: close, not equal
+    difference = (joined - whole.rows.view(*whole.grid, -1)).abs().mean()
+    assert difference < 0.1 * whole.rows.abs().mean()
+
+
+def test_the_frame_inspector_finds_names_and_draws_what_differs(embedder):
+    rng = np.random.default_rng(3)
+    inspector = FrameInspector(embedder)
+    good = [Image.fromarray(texture(rng, (160, 400)).astype(np.uint8)) for _ in range(3)]
+    rows, threshold = inspector.build(good, 1.0)
+    assert rows.shape[1] > 0 and threshold > 0
+    spotted = texture(rng, (160, 400))
+    spotted[70:86, 300:316] = 250
+    strip = texture(rng, (150, 2000))
+    strip[60:76, 1800:1816] = 250
+    images = [
+        Image.fromarray(a.astype(np.uint8)) for a in (texture(rng, (160, 400)), spotted, strip)
+    ]
+    clean, found, far = inspector.inspect(images, rows, threshold, 1.0)
+    assert clean.regions == [] and clean.grid.score <= threshold
+    for verdict, (row, col) in ((found, (78, 308)), (far, (68, 1808))):
+        top = verdict.regions[0]
+        assert top.x <= col <= top.x + top.width and top.y <= row <= top.y + top.height
+        assert abs(top.peak[0] - row) <= 12 and abs(top.peak[1] - col) <= 12
+        assert verdict.crops[0].size == (96, 96)  # named at the model's scale
+    heat = far.grid.heat_map(threshold)
+    assert heat.mode == "RGBA" and heat.size == far.grid.cells.shape[::-1]
+    # at half the scale the model sees a quarter of the pixels; the spot still stands out
+    half_rows, half_threshold = inspector.build(good, 0.5)
+    (half,) = inspector.inspect([images[1]], half_rows, half_threshold, 0.5)
+    assert half.grid.size == (160, 400) and half.regions

@@ -1,0 +1,240 @@
+"""Training local features for the good-surface memory: synthetic defects on real
+and procedural surfaces, and a loss that is the memory's own rule.
+
+The memory scores each location of a frame by the distance of its features to
+the nearest features of good surface. Features trained to name NEU's classes
+need not put a hole in a tile far from the tile's texture. Here each step takes
+a surface image, two crops of it (the *good* view, its features the memory, and
+the *inspected* view, with synthetic defects painted on: dark or bright blobs,
+cracks, pasted patches, shading and broken edges, never drawn after any real
+defect set), and asks of the inspected view's features: on good surface, near
+the memory; on a defect, at least ``margin`` from all of it. Features are
+unit-normalised for this, so the margin has a fixed meaning.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from model.frames import feature_tower, local_contrast
+
+#: crop side (model pixels) of both views
+CROP = 144
+
+
+@dataclass
+class SurfaceConfig:
+    steps: int = 1500
+    batch: int = 16
+    lr: float = 3e-4
+    margin: float = 0.8
+    stages: tuple[int, ...] = (1, 2)
+    seed: int = 0
+    #: which synthetic defects are painted
+    kinds: tuple[str, ...] = ("blob", "crack", "patch", "shading", "edge")
+
+
+def uniform(low: float, high: float, g: torch.Generator) -> float:
+    return low + (high - low) * float(torch.rand((), generator=g))
+
+
+def soft_ellipse(size: int, g: torch.Generator) -> torch.Tensor:
+    """An alpha mask (size x size) of a random ellipse with a soft edge."""
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    cy, cx = uniform(8, size - 8, g), uniform(8, size - 8, g)
+    ry, rx = uniform(2, 18, g), uniform(2, 18, g)
+    angle = uniform(0, math.pi, g)
+    dy, dx = yy - cy, xx - cx
+    u = (dx * math.cos(angle) + dy * math.sin(angle)) / rx
+    v = (-dx * math.sin(angle) + dy * math.cos(angle)) / ry
+    return torch.sigmoid((1 - (u * u + v * v)) * uniform(2, 8, g))
+
+
+def crack(size: int, g: torch.Generator) -> torch.Tensor:
+    """An alpha mask of a thin random polyline."""
+    yy, xx = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    y, x = uniform(10, size - 10, g), uniform(10, size - 10, g)
+    angle = uniform(0, 2 * math.pi, g)
+    width = uniform(0.6, 2.0, g)
+    alpha = torch.zeros(size, size)
+    for _ in range(int(uniform(1, 5, g))):
+        length = uniform(10, 50, g)
+        angle += uniform(-0.7, 0.7, g)
+        y2, x2 = y + length * math.sin(angle), x + length * math.cos(angle)
+        # distance of each pixel to the segment
+        vy, vx = y2 - y, x2 - x
+        t = (((yy - y) * vy + (xx - x) * vx) / (vy * vy + vx * vx + 1e-6)).clamp(0, 1)
+        d = torch.sqrt((yy - y - t * vy) ** 2 + (xx - x - t * vx) ** 2)
+        alpha = torch.maximum(alpha, torch.sigmoid((width - d) * 3))
+        y, x = y2, x2
+    return alpha
+
+
+def broken_edge(size: int, g: torch.Generator) -> torch.Tensor:
+    """An alpha mask of a chip off one side: a half-plane cut near the border."""
+    yy, xx = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    side = int(uniform(0, 4, g))
+    depth = uniform(4, 24, g)
+    tilt = uniform(-0.6, 0.6, g)
+    centre = uniform(0, size, g)
+    along, across = [(xx, yy), (xx, size - 1 - yy), (yy, xx), (yy, size - 1 - xx)][side]
+    edge = depth - (along - centre).abs() * abs(tilt) - across
+    return torch.sigmoid(edge * 2)
+
+
+def paint_defects(
+    images: torch.Tensor, g: torch.Generator, kinds: tuple[str, ...] = SurfaceConfig.kinds
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Synthetic defects on (N, 1, S, S) images in [0, 255]: the painted images and
+    the (N, 1, S, S) masks of where they differ."""
+    out, masks = images.clone(), torch.zeros_like(images)
+    n, _, size, _ = images.shape
+    for i in range(n):
+        if uniform(0, 1, g) < 0.2:
+            continue  # some views stay good: good surface must stay near the memory
+        kind = kinds[int(uniform(0, len(kinds), g))]
+        if kind == "blob":  # a dark or bright blob
+            alpha = soft_ellipse(size, g)
+            value = uniform(0, 60, g) if uniform(0, 1, g) < 0.7 else uniform(190, 255, g)
+            target = torch.full_like(alpha, value)
+        elif kind == "crack":  # a thin dark line
+            alpha = crack(size, g)
+            target = torch.full_like(alpha, uniform(0, 70, g))
+        elif kind == "patch":  # a patch of the surface from elsewhere, turned
+            alpha = soft_ellipse(size, g)
+            j = int(uniform(0, n, g))
+            target = torch.rot90(images[j, 0], k=int(uniform(1, 4, g)), dims=(0, 1))
+        elif kind == "shading":  # a broad region lighter or darker
+            alpha = soft_ellipse(size, g)
+            shift = uniform(35, 80, g) * (1 if uniform(0, 1, g) < 0.5 else -1)
+            target = (images[i, 0] + shift).clamp(0, 255)
+        else:  # a chip off the edge, background showing
+            alpha = broken_edge(size, g)
+            target = torch.full_like(alpha, uniform(0, 40, g))
+        out[i, 0] = images[i, 0] * (1 - alpha) + target * alpha
+        masks[i, 0] = ((out[i, 0] - images[i, 0]).abs() > 12).float() * (alpha > 0.3)
+    return out, masks
+
+
+def photometric(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Brightness, contrast and noise: what differs between two good frames."""
+    n = images.shape[0]
+    gain = torch.empty(n, 1, 1, 1).uniform_(0.8, 1.25, generator=g)
+    bias = torch.empty(n, 1, 1, 1).uniform_(-20, 20, generator=g)
+    noise = torch.randn(images.shape, generator=g) * uniform(0, 4, g)
+    mean = images.mean(dim=(2, 3), keepdim=True)
+    return ((images - mean) * gain + mean + bias + noise).clamp(0, 255)
+
+
+def crops(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    n, _, h, w = images.shape
+    out = torch.empty(n, 1, CROP, CROP)
+    for i in range(n):
+        top, left = int(uniform(0, h - CROP + 1, g)), int(uniform(0, w - CROP + 1, g))
+        out[i] = images[i, :, top : top + CROP, left : left + CROP]
+    return out
+
+
+def local_features(
+    tower: torch.nn.Module, x: torch.Tensor, stages: tuple[int, ...]
+) -> torch.Tensor:
+    """(N, C, h, w) unit features of images in [0, 255], as ``PatchFeatures`` reads them."""
+    x = local_contrast(x / 127.5 - 1.0)
+    maps = tower.feature_maps(x)
+    chosen = [maps[i] for i in stages]
+    size = chosen[0].shape[-2:]
+    cat = torch.cat(
+        [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in chosen], dim=1
+    )
+    cat = F.avg_pool2d(cat, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+    return F.normalize(cat, dim=1)
+
+
+def memory_loss(
+    good: torch.Tensor, inspected: torch.Tensor, masks: torch.Tensor, margin: float
+) -> tuple[torch.Tensor, float, float]:
+    """The memory's rule as a loss: each inspected cell's distance to the nearest
+    good cell of its own image; near on good surface, ``margin`` away on defects."""
+    h, w = inspected.shape[-2:]
+    cell = F.adaptive_avg_pool2d(masks, (h, w)).flatten(1)  # share of the cell that is defect
+    memory = good.flatten(2).transpose(1, 2)  # (N, h*w, C)
+    query = inspected.flatten(2).transpose(1, 2)
+    nearest = torch.cdist(query, memory).min(dim=2).values  # (N, h*w)
+    normal, defect = cell == 0, cell > 0.25
+    pull = (nearest[normal] ** 2).mean() if normal.any() else nearest.sum() * 0
+    push = (F.relu(margin - nearest[defect]) ** 2).mean() if defect.any() else nearest.sum() * 0
+    normal_d = float(nearest[normal].detach().mean()) if normal.any() else 0.0
+    defect_d = float(nearest[defect].detach().mean()) if defect.any() else 0.0
+    return pull + push, normal_d, defect_d
+
+
+def train_surface_features(
+    network: torch.nn.Module, surfaces: torch.Tensor, config: SurfaceConfig, log_every: int = 100
+) -> list[dict[str, float]]:
+    """Fine-tune ``network``'s tower in place on (N, 1, H, W) uint8 ``surfaces``.
+    Batch normalisation keeps its statistics (eval mode), as inference sees it."""
+    torch.manual_seed(config.seed)
+    g = torch.Generator().manual_seed(config.seed)
+    tower = feature_tower(network)
+    tower.eval()
+    parameters = [p for name, p in tower.named_parameters() if not name.startswith("head")]
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=1e-4)
+    history: list[dict[str, float]] = []
+    started = time.monotonic()
+    sums = [0.0, 0.0, 0.0]
+    for step in range(1, config.steps + 1):
+        index = torch.randint(len(surfaces), (config.batch,), generator=g)
+        batch = surfaces[index].float()
+        if uniform(0, 1, g) < 0.5:
+            batch = batch.flip(3)
+        good = photometric(crops(batch, g), g)
+        inspected, masks = paint_defects(photometric(crops(batch, g), g), g, config.kinds)
+        loss, normal_d, defect_d = memory_loss(
+            local_features(tower, good, config.stages),
+            local_features(tower, inspected, config.stages),
+            masks,
+            config.margin,
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        sums = [sums[0] + float(loss.detach()), sums[1] + normal_d, sums[2] + defect_d]
+        if step % log_every == 0:
+            row = {
+                "step": step,
+                "loss": sums[0] / log_every,
+                "good_distance": sums[1] / log_every,
+                "defect_distance": sums[2] / log_every,
+                "seconds": time.monotonic() - started,
+            }
+            history.append(row)
+            print(  # noqa: T201 - a training command reports its progress
+                f"step {step}: loss {row['loss']:.4f}, good {row['good_distance']:.3f}, "
+                f"defect {row['defect_distance']:.3f} ({row['seconds']:.0f} s)",
+                flush=True,
+            )
+            sums = [0.0, 0.0, 0.0]
+    return history
+
+
+def load_surfaces(folders: list[Path]) -> torch.Tensor:
+    """Every image of the class folders, as (N, 1, 200, 200) uint8 (resized if not)."""
+    import numpy as np
+    from PIL import Image
+
+    arrays = []
+    for folder in folders:
+        for path in sorted(folder.glob("*")):
+            if path.suffix.lower() in {".png", ".bmp", ".jpg"}:
+                with Image.open(path) as image:
+                    gray = image.convert("L")
+                    if gray.size != (200, 200):
+                        gray = gray.resize((200, 200))
+                    arrays.append(np.asarray(gray, dtype=np.uint8))
+    return torch.from_numpy(np.stack(arrays)).unsqueeze(1)
