@@ -40,12 +40,6 @@ METRICS = ("image_auroc", "false_alarm_rate", "recall", "pixel_auroc", "located"
 PIXELS_PER_IMAGE = 4000
 #: the highest-scoring point counts as on the defect within this many pixels of its mask
 LOCATED_TOLERANCE_PX = 4
-#: the mirror images a memory may add of each good frame
-FLIPS = (
-    Image.Transpose.FLIP_LEFT_RIGHT,
-    Image.Transpose.FLIP_TOP_BOTTOM,
-    Image.Transpose.ROTATE_180,
-)
 #: the side of the crop around a finding (and around a naming reference's defect)
 CROP_SIDE = 96
 
@@ -161,15 +155,13 @@ def score_draw(
     draw: Draw,
     good_class: str,
     rng: np.random.Generator,
-    flipped: dict[Path, list[FrameFeatures]] | None = None,
 ) -> dict[str, dict[str, float | None]]:
     """Both rules' metrics on one draw."""
     test = draw.test
     defective = np.array([s.label != good_class for s in test])
     # the good-surface memory
     ref_features = [features[s.path] for s in draw.good_refs]
-    mirrored = [f for s in draw.good_refs for f in (flipped or {}).get(s.path, [])]
-    memory = GoodSurfaceMemory.from_frames(ref_features + mirrored)
+    memory = GoodSurfaceMemory.from_frames(ref_features)
     threshold = calibrate_threshold(ref_features)
     maps = [memory.anomaly_map(features[s.path]) for s in test]
     scores = np.array([float(m.max()) for m in maps])
@@ -273,19 +265,12 @@ def evaluate_frames(
     scale: float = 1.0,
     stages: tuple[int, ...] = (1, 2),
     keep: Callable[[Sample], bool] | None = None,
-    pad: int = 0,
-    flips: bool = False,
 ) -> dict[str, Any]:
     """The whole evaluation, as the JSON the command writes; ``keep`` limits it to
     some images (the selection rule's halves of the tile groups)."""
     samples = [s for s in load_frames(data, good_class) if keep is None or keep(s)]
-    extract = PatchFeatures(embedder, scale, stages, pad)
+    extract = PatchFeatures(embedder, scale, stages)
     features = {s.path: extract(s.image) for s in tqdm(samples, desc="features", leave=False)}
-    flipped: dict[Path, list[FrameFeatures]] = {}
-    if flips:  # the good frames mirrored, for the memory (not for the threshold)
-        for s in samples:
-            if s.label == good_class:
-                flipped[s.path] = [extract(s.image.transpose(t)) for t in FLIPS]
     whole_codes = embedder.embed([s.image for s in samples])
     codes = dict(zip([s.path for s in samples], whole_codes, strict=True))
     rng = np.random.default_rng(seed)
@@ -295,7 +280,7 @@ def evaluate_frames(
         for _ in tqdm(range(draws), desc=f"K={k}", leave=False):
             draw = draw_split(samples, good_class, k, rng, max_test_good)
             for rule, metrics in score_draw(
-                embedder, features, codes, draw, good_class, rng, flipped
+                embedder, features, codes, draw, good_class, rng
             ).items():
                 per_rule[rule].append(metrics)
         for rule, runs in per_rule.items():

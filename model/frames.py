@@ -99,13 +99,11 @@ class PatchFeatures:
         embedder: Embedder,
         scale: float = 1.0,
         stages: tuple[int, ...] = (1, 2),
-        pad: int = 0,
     ) -> None:
         self.tower = feature_tower(embedder.network)
         self.device = embedder.device
         self.scale = scale
         self.stages = stages  # which of the network's three stages, finest first
-        self.pad = 0
         # a network trained for the memory (model/surface.py) compares unit features
         self.normalize = bool(embedder.meta.get("frame_features"))
         probe = self._maps(torch.zeros(1, 1, 256, 256))
@@ -118,15 +116,11 @@ class PatchFeatures:
                 max(self.stages)
             ].shape[-1]
         )
-        #: model pixels of mirrored surface around the frame (a multiple of ``align``)
-        self.pad = pad - pad % self.align
 
     @torch.inference_mode()
     def _maps(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, h, w) features of (N, 1, H, W) frames in [-1, 1]."""
         x = local_contrast(x.to(self.device))
-        if self.pad:
-            x = F.pad(x, (self.pad,) * 4, mode="reflect")
         maps_by_stage = self.tower.feature_maps(x)
         chosen = [maps_by_stage[i] for i in self.stages]
         size = chosen[0].shape[-2:]
@@ -138,9 +132,6 @@ class PatchFeatures:
         maps = F.avg_pool2d(maps, kernel_size=3, stride=1, padding=1, count_include_pad=False)
         if self.normalize:
             maps = F.normalize(maps, dim=1)
-        if self.pad:
-            cells = self.pad // self.stride
-            maps = maps[..., cells:-cells, cells:-cells]
         return maps
 
     @staticmethod

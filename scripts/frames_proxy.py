@@ -26,8 +26,6 @@ def main() -> None:
     parser.add_argument("--half", choices=["even", "odd"], default="even")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--draws", type=int, default=3)
-    parser.add_argument("--pad", type=int, default=0, help="mirrored model pixels around")
-    parser.add_argument("--flips", action="store_true", help="memory of the flipped frames too")
     args = parser.parse_args()
     parity = 0 if args.half == "even" else 1
 
@@ -44,8 +42,6 @@ def main() -> None:
         scale=args.scale,
         stages=tuple(int(s) for s in args.stages.split(",")),
         keep=in_half,
-        pad=args.pad,
-        flips=args.flips,
     )
     row = result["by_good_references"][str(args.k)]
     whole = result["rules"]["whole-image"]["by_good_references"][str(args.k)]
