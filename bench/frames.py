@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from model.frames import BAND, MARGIN
+from model.frames import BAND_PIXELS
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the full set of good magnetic tiles (never committed), else the bundled sample
@@ -364,10 +364,10 @@ def render(result: FramesResult, command: str, machine: str, repeats: int) -> st
         f"difference of a distance {result.max_difference:.1e}), and the faiss time "
         "includes making the index, as "
         f"each `inspect` call does: the search is {faiss_t * b1:.0%} of a frame's time at "
-        f"batch 1. A frame this long ({max(FRAME_SIZE)} model pixels) is read in bands "
-        "(`PatchFeatures.bands`), so a batch of them is not one forward pass: batching "
-        f"gains only for frames that fit in one band (long side up to {BAND + 2 * MARGIN} "
-        "model pixels, `PatchFeatures.many`). The strip is read in the same bands, so its "
+        f"batch 1. A frame of up to {BAND_PIXELS / 1e6:g} million model pixels is read in "
+        "one pass, frames of one size stacked into one pass up to that many pixels "
+        "(`PatchFeatures.many`); a larger frame is read in bands across its long side "
+        "(`PatchFeatures.bands`). The strip is read in bands, so its "
         "memory stays bounded: the fresh process held "
         f"{result.child.rss_before_mb:.0f} MB with the model, the memory and the decoded "
         f"strip loaded, {peak:.0f} MB at its peak. "

@@ -57,20 +57,33 @@ def frame_tensor(image: Image.Image, scale: float = 1.0) -> torch.Tensor:
 def local_contrast(x: torch.Tensor, sigma: float = CONTRAST_SIGMA) -> torch.Tensor:
     """``x`` less its local mean, over its local spread (Gaussians of ``sigma``), in
     [-1, 1]: uneven light and exposure change little of what the features see, a
-    hole or a crack stays (chosen on the development half: docs/experiments.md)."""
-    mean = gaussian_smooth(x, sigma)
-    spread = gaussian_smooth((x - mean) ** 2, sigma).sqrt()
+    hole or a crack stays (chosen on the development half: docs/experiments.md).
+
+    The local mean and spread are smooth, so they are computed on the frame
+    averaged over blocks of about sigma / 12 pixels and interpolated back: the
+    same values to about 0.001 on average, at a twentieth of the cost (a full-size
+    blur of 48 px took two thirds of a frame's features)."""
+    factor = max(1, min(int(sigma // 12), x.shape[-2] // 4, x.shape[-1] // 4))
+    small, squares = F.avg_pool2d(x, factor), F.avg_pool2d(x * x, factor)
+    size = x.shape[-2:]
+    mean = F.interpolate(
+        gaussian_smooth(small, sigma / factor), size=size, mode="bilinear", align_corners=False
+    )
+    square = F.interpolate(
+        gaussian_smooth(squares, sigma / factor), size=size, mode="bilinear", align_corners=False
+    )
+    spread = (square - mean * mean).clamp_min(0).sqrt()
     return ((x - mean) / (spread + 0.05) / 3).clamp(-1, 1)
 
 
-#: a long frame is read in bands of this many model pixels along its long side,
-#: each with MARGIN more on both sides, so memory stays bounded however long the
-#: strip; the margin covers the contrast normalisation's Gaussian (3 sigma) and
-#: the network's receptive field, so bands join without seams
-BAND = 1024
+#: model pixels one forward pass holds at most: a larger frame is read in bands
+#: across its long side, each with MARGIN more on both sides, so memory stays
+#: bounded however long the strip; frames of one size that fit are stacked into
+#: one pass up to this many pixels. The margin covers the contrast
+#: normalisation's Gaussian (3 sigma) and the network's receptive field, so
+#: bands join without seams.
+BAND_PIXELS = 4_000_000
 MARGIN = 160
-#: model pixels a forward pass of several same-size frames holds at most
-BATCH_PIXELS = 4_000_000
 #: the Gaussian (in grid cells) that smooths a frame's map of nearest distances
 SMOOTH_CELLS = 0.5
 #: findings kept per frame, the most anomalous first
@@ -99,7 +112,9 @@ class PatchFeatures:
         embedder: Embedder,
         scale: float = 1.0,
         stages: tuple[int, ...] = (1, 2),
+        band_pixels: int = BAND_PIXELS,
     ) -> None:
+        self.band_pixels = band_pixels
         self.tower = feature_tower(embedder.network)
         self.device = embedder.device
         self.scale = scale
@@ -163,8 +178,7 @@ class PatchFeatures:
         return gray
 
     def is_banded(self, image: Image.Image) -> bool:
-        long_side = max(image.width, image.height) * self.scale
-        return long_side > BAND + 2 * MARGIN
+        return image.width * image.height * self.scale**2 > self.band_pixels
 
     def bands(self, image: Image.Image) -> Iterator[FrameFeatures]:
         """The frame's features band by band along its long side, in order; a frame
@@ -176,8 +190,10 @@ class PatchFeatures:
         scaled = self.scaled(image)
         axis = 0 if scaled.height >= scaled.width else 1
         length = scaled.height if axis == 0 else scaled.width
-        step = BAND - BAND % self.align
         margin = MARGIN - MARGIN % self.align
+        short = scaled.width if axis == 0 else scaled.height
+        step = max(4 * self.align, self.band_pixels // short - 2 * margin)
+        step -= step % self.align
         for start in range(0, length, step):
             stop = min(length, start + step)
             if length - stop < self.align:  # no sliver of a band at the end
@@ -198,14 +214,14 @@ class PatchFeatures:
 
     def many(self, images: list[Image.Image]) -> list[FrameFeatures]:
         """Features of frames that each fit in one band, frames of one size stacked
-        into one forward pass (at most BATCH_PIXELS model pixels a pass)."""
+        into one forward pass (at most ``band_pixels`` model pixels a pass)."""
         out: list[FrameFeatures | None] = [None] * len(images)
         by_size: dict[tuple[int, int], list[int]] = {}
         tensors = [frame_tensor(image, self.scale) for image in images]
         for i, tensor in enumerate(tensors):
             by_size.setdefault(tuple(tensor.shape[-2:]), []).append(i)
         for (h, w), members in by_size.items():
-            per_pass = max(1, BATCH_PIXELS // (h * w))
+            per_pass = max(1, self.band_pixels // (h * w))
             for first in range(0, len(members), per_pass):
                 chunk = members[first : first + per_pass]
                 maps = self._maps(torch.cat([tensors[i] for i in chunk]))
@@ -438,16 +454,27 @@ class FrameInspector:
     from good frames; ``inspect`` scores frames against it, frames of one size
     that fit in one band in one forward pass, longer ones band by band."""
 
-    def __init__(self, embedder: Embedder, stages: tuple[int, ...] = (1, 2)) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        stages: tuple[int, ...] = (1, 2),
+        band_pixels: int = BAND_PIXELS,
+    ) -> None:
         self.embedder = embedder
         self.version = embedder.version
         self.stages = stages
+        self.band_pixels = band_pixels
         self._readers: dict[float, PatchFeatures] = {}
+        # the last memory searched, its index kept: workers judge batch after batch
+        # against the same rows
+        self._memory: tuple[np.ndarray, GoodSurfaceMemory] | None = None
         self.reader(1.0)  # fails here, once, when the network has no feature maps
 
     def reader(self, scale: float) -> PatchFeatures:
         if scale not in self._readers:
-            self._readers[scale] = PatchFeatures(self.embedder, scale, self.stages)
+            self._readers[scale] = PatchFeatures(
+                self.embedder, scale, self.stages, self.band_pixels
+            )
         return self._readers[scale]
 
     def build(self, images: list[Image.Image], scale: float) -> tuple[np.ndarray, float]:
@@ -461,7 +488,9 @@ class FrameInspector:
         self, images: list[Image.Image], rows: np.ndarray, threshold: float, scale: float
     ) -> list[FrameVerdict]:
         reader = self.reader(scale)
-        memory = GoodSurfaceMemory(torch.from_numpy(rows))
+        if self._memory is None or self._memory[0] is not rows:
+            self._memory = (rows, GoodSurfaceMemory(torch.from_numpy(rows)))
+        memory = self._memory[1]
         grids: dict[int, AnomalyGrid] = {}
         whole = [i for i, image in enumerate(images) if not reader.is_banded(image)]
         for i, frame in zip(whole, reader.many([images[i] for i in whole]), strict=True):

@@ -83,7 +83,7 @@ def test_evaluate_frames_writes_the_contracted_keys(embedder, tmp_path):
 
 def test_a_long_strip_is_read_in_bands_that_join_without_seams(embedder):
     rng = np.random.default_rng(2)
-    extract = PatchFeatures(embedder)
+    extract = PatchFeatures(embedder, band_pixels=200 * 1344)  # bands of 1024 + margins
     strip = Image.fromarray(texture(rng, (200, 3000)).astype(np.uint8))
     assert extract.is_banded(strip)
     whole = extract(strip)
@@ -98,7 +98,7 @@ def test_a_long_strip_is_read_in_bands_that_join_without_seams(embedder):
 
 def test_the_frame_inspector_finds_names_and_draws_what_differs(embedder):
     rng = np.random.default_rng(3)
-    inspector = FrameInspector(embedder)
+    inspector = FrameInspector(embedder, band_pixels=150 * 800)  # the strip in bands
     good = [Image.fromarray(texture(rng, (160, 400)).astype(np.uint8)) for _ in range(3)]
     rows, threshold = inspector.build(good, 1.0)
     assert rows.shape[1] > 0 and threshold > 0
