@@ -26,6 +26,25 @@ def get_embedder() -> Any:
         return _state["embedder"]
 
 
+def get_frame_version() -> str:
+    """The version of the model whose features build good-surface memories, as the
+    workers load it: camera thresholds and memories belong to it."""
+    embedder = get_embedder()
+    with _lock:
+        if "frame_version" not in _state:
+            from model.frames import load_frame_inspector
+
+            settings = get_settings()
+            try:
+                version = load_frame_inspector(
+                    settings.frame_checkpoint, settings.model_device, fallback=embedder
+                ).version
+            except ValueError:  # no feature maps to read: the whole-image rule only
+                version = embedder.version
+            _state["frame_version"] = version
+        return str(_state["frame_version"])
+
+
 def get_reference_cache(store: Any, session: Any) -> ReferenceCache:
     """The active references embedded by this process's model, refreshed on change."""
     embedder = get_embedder()

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from admin.db import get_db
-from admin.model import get_embedder
+from admin.model import get_embedder, get_frame_version
 from admin.roles import admin_required
 from core.references import is_good_frame
 from core.settings import get_settings
@@ -139,6 +139,7 @@ def render_page(status: int = 200, **extra: Any) -> Any:
     db = get_db()
     default, source = base_threshold()
     version = get_embedder().version
+    frame_version = get_frame_version()
     current = load_thresholds(db, default, version)
     labels = sorted(
         set(db.scalars(select(Reference.label).distinct())) | set(current.per_label) - {GLOBAL}
@@ -148,7 +149,7 @@ def render_page(status: int = 200, **extra: Any) -> Any:
     ).all()
     other_camera_settings = db.scalars(
         select(CameraThreshold)
-        .where(CameraThreshold.model_version != version)
+        .where(CameraThreshold.model_version != frame_version)
         .order_by(CameraThreshold.camera, CameraThreshold.model_version)
     ).all()
     changes = db.scalars(
@@ -169,7 +170,8 @@ def render_page(status: int = 200, **extra: Any) -> Any:
         version=version,
         settings=[s for s in every_setting if s.model_version == version],
         other_settings=[s for s in every_setting if s.model_version != version],
-        cameras=camera_rows(db, version),
+        frame_version=frame_version,
+        cameras=camera_rows(db, frame_version),
         other_camera_settings=other_camera_settings,
         changes=changes,
         labels=labels,
@@ -244,7 +246,7 @@ def frame_rows(db: Session, camera: str, version: str) -> list[tuple[float | Non
 def camera_threshold() -> Any:
     """Preview or save (or, empty, remove) an admin's frame threshold for a camera."""
     db = get_db()
-    version = get_embedder().version
+    version = get_frame_version()  # the memories' model: frame rows carry it too
     name = request.form.get("camera", "")
     value_text = request.form.get("value", "")
     form = {"camera": name, "value_text": value_text}
@@ -284,7 +286,7 @@ def camera_scale() -> Any:
     name = request.form.get("camera", "")
     scale_text = request.form.get("scale", "")
     try:
-        camera = find_camera(camera_rows(db, get_embedder().version), name)
+        camera = find_camera(camera_rows(db, get_frame_version()), name)
         scale = parse_value(scale_text, "a scale")
         if scale is None:
             raise ValueError(f"give a scale between {MIN_SCALE:g} and {MAX_SCALE:g}, such as 1")

@@ -68,6 +68,13 @@ class Settings(BaseSettings):
         "the accuracy on fine textures more than the throughput",
         shown="`model/weights/default.pt`",
     )
+    frame_checkpoint: Path | None = setting(
+        None,
+        "FRAME_CHECKPOINT",
+        "checkpoint whose local features build cameras' good-surface memories (frames and "
+        "findings); findings are named by `MODEL_CHECKPOINT`",
+        shown="`model/weights/frames.pt` where shipped, else `MODEL_CHECKPOINT`",
+    )
     model_device: str = setting(
         "auto", "MODEL_DEVICE", "`auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`"
     )

@@ -51,6 +51,7 @@ class CameraMemory:
     memory_id: int
     frames: int
     label: str  # the good frames' label: a frame without findings passes with it
+    model_version: str  # of the network whose features it holds
 
 
 def good_frames(session: Session, camera: str) -> list[Reference]:
@@ -162,6 +163,7 @@ def load_or_build(
         memory_id=row.id,
         frames=row.frames,
         label=references[0].label,
+        model_version=builder.version,
     )
 
 

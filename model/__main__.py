@@ -218,7 +218,16 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("compare", help="dissimilarity of two images (the original tool)")
     p.add_argument("first", type=Path)
     p.add_argument("second", type=Path)
-    p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
+    p.add_argument(
+        "--checkpoint", type=Path, default=None, help="the naming model (default: the shipped one)"
+    )
+    p.add_argument(
+        "--frame-checkpoint",
+        type=Path,
+        default=None,
+        help="the model whose features build the memory (default: the shipped frames.pt "
+        "where present, else --checkpoint)",
+    )
     p.add_argument(
         "--references",
         type=Path,
@@ -279,7 +288,16 @@ def add_evaluate_frames_parser(subparsers: argparse._SubParsersAction) -> None:
         help="numbers of good references to draw, comma-separated (default 1,5,20)",
     )
     p.add_argument("--json", type=Path, required=True, help="where to write the results")
-    p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
+    p.add_argument(
+        "--checkpoint", type=Path, default=None, help="the naming model (default: the shipped one)"
+    )
+    p.add_argument(
+        "--frame-checkpoint",
+        type=Path,
+        default=None,
+        help="the model whose features build the memory (default: the shipped frames.pt "
+        "where present, else --checkpoint)",
+    )
     p.add_argument("--draws", type=int, default=5, help="random draws per K (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -297,7 +315,10 @@ def run_evaluate_frames(args: argparse.Namespace) -> int:
 
     if not args.data.is_dir():
         raise FileNotFoundError(f"not a folder: {args.data}")
+    from model.frames import load_frame_inspector
+
     embedder = load_embedder(args.checkpoint, device=args.device)
+    features = load_frame_inspector(args.frame_checkpoint, args.device, fallback=embedder)
     result = evaluate_frames(
         embedder,
         args.data,
@@ -306,10 +327,29 @@ def run_evaluate_frames(args: argparse.Namespace) -> int:
         draws=args.draws,
         seed=args.seed,
         scale=args.scale,
+        feature_model=features.embedder,
     )
     write_result(result, args.json)
     print(markdown(result))
     print(f"written to {args.json}")
+    return 0
+
+
+def add_train_frames_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train-frames",
+        help="train the local features of good-surface memories (model/recipes/frames/)",
+    )
+    p.add_argument("--recipe", default="surface", help="a recipe of model/recipes/frames/")
+    p.add_argument("--out", type=Path, required=True, help="the checkpoint to write")
+    p.add_argument("--seed", type=int, default=None, help="overrides the recipe's seed")
+
+
+def run_train_frames(args: argparse.Namespace) -> int:
+    from model.surface import train_frames
+
+    path = train_frames(args.recipe, args.out, args.seed)
+    print(f"written to {path}")
     return 0
 
 
@@ -320,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     add_evaluate_parser(subparsers)
     add_compare_parser(subparsers)
     add_evaluate_frames_parser(subparsers)
+    add_train_frames_parser(subparsers)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -328,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
             "evaluate": run_evaluate,
             "compare": run_compare,
             "evaluate-frames": run_evaluate_frames,
+            "train-frames": run_train_frames,
         }
         return commands[args.command](args)
     except (ValueError, FileNotFoundError) as exc:

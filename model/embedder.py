@@ -19,6 +19,9 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.pt"
 # (whole, and its quadrants at full resolution); about two fifths of the default's
 # embeddings per second at batch 64 (docs/model.md).
 FIVE_VIEW_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("five-view.pt")
+# The network whose local features build good-surface memories (model/frames.py):
+# the default's tower trained further for that (model/surface.py), when shipped.
+FRAMES_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("frames.pt")
 # Largest forward pass; bigger inputs are embedded in chunks of this size. Passes
 # of 32 keep the largest feature map (the default model's first layer, 16x100x100
 # floats an image) near 20 MB; measured with `embed()` at batch 64, 2 threads,

@@ -30,7 +30,14 @@ from tqdm import tqdm
 
 from model.data import IMAGE_SUFFIXES
 from model.embedder import Embedder
-from model.frames import FrameFeatures, GoodSurfaceMemory, PatchFeatures, calibrate_threshold
+from model.frames import (
+    CALIBRATION_MARGIN,
+    FrameFeatures,
+    GoodSurfaceMemory,
+    PatchFeatures,
+    calibrate_threshold,
+    calibration_margin,
+)
 from model.metrics import roc_auc
 
 log = logging.getLogger(__name__)
@@ -155,6 +162,7 @@ def score_draw(
     draw: Draw,
     good_class: str,
     rng: np.random.Generator,
+    margin: float = CALIBRATION_MARGIN,
 ) -> dict[str, dict[str, float | None]]:
     """Both rules' metrics on one draw."""
     test = draw.test
@@ -162,7 +170,7 @@ def score_draw(
     # the good-surface memory
     ref_features = [features[s.path] for s in draw.good_refs]
     memory = GoodSurfaceMemory.from_frames(ref_features)
-    threshold = calibrate_threshold(ref_features)
+    threshold = calibrate_threshold(ref_features, margin)
     maps = [memory.anomaly_map(features[s.path]) for s in test]
     scores = np.array([float(m.max()) for m in maps])
     naming_codes = {
@@ -265,11 +273,16 @@ def evaluate_frames(
     scale: float = 1.0,
     stages: tuple[int, ...] = (1, 2),
     keep: Callable[[Sample], bool] | None = None,
+    margin: float | None = None,
+    feature_model: Embedder | None = None,
 ) -> dict[str, Any]:
     """The whole evaluation, as the JSON the command writes; ``keep`` limits it to
     some images (the selection rule's halves of the tile groups)."""
     samples = [s for s in load_frames(data, good_class) if keep is None or keep(s)]
-    extract = PatchFeatures(embedder, scale, stages)
+    # the memory's features may come from another model than the naming's
+    if margin is None:
+        margin = calibration_margin(feature_model or embedder)
+    extract = PatchFeatures(feature_model or embedder, scale, stages)
     features = {s.path: extract(s.image) for s in tqdm(samples, desc="features", leave=False)}
     whole_codes = embedder.embed([s.image for s in samples])
     codes = dict(zip([s.path for s in samples], whole_codes, strict=True))
@@ -280,7 +293,7 @@ def evaluate_frames(
         for _ in tqdm(range(draws), desc=f"K={k}", leave=False):
             draw = draw_split(samples, good_class, k, rng, max_test_good)
             for rule, metrics in score_draw(
-                embedder, features, codes, draw, good_class, rng
+                embedder, features, codes, draw, good_class, rng, margin
             ).items():
                 per_rule[rule].append(metrics)
         for rule, runs in per_rule.items():
@@ -293,6 +306,7 @@ def evaluate_frames(
         "data": str(data),
         "good_class": good_class,
         "model_version": embedder.version,
+        "frame_model_version": (feature_model or embedder).version,
         "scale": scale,
         "draws": draws,
         "seed": seed,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -86,6 +87,9 @@ BAND_PIXELS = 4_000_000
 MARGIN = 160
 #: the Gaussian (in grid cells) that smooths a frame's map of nearest distances
 SMOOTH_CELLS = 0.5
+#: the frame threshold: the highest score of a good frame against the others' memory,
+#: times this
+CALIBRATION_MARGIN = 1.1
 #: findings kept per frame, the most anomalous first
 MAX_FINDINGS = 20
 #: the side (model pixels) of the crop around a finding that is named
@@ -378,7 +382,7 @@ def build_memory(
     sources: list[FrameSource],
     size: int = MEMORY_SIZE,
     seed: int = 0,
-    margin: float = 1.1,
+    margin: float = CALIBRATION_MARGIN,
 ) -> tuple[GoodSurfaceMemory, float]:
     """A good-surface memory of the given good frames and its frame-score threshold,
     from them alone: each good frame is scored against a memory of the others (one
@@ -418,7 +422,7 @@ def long_axis(cells: np.ndarray) -> int:
     return 0 if cells.shape[0] >= cells.shape[1] else 1
 
 
-def calibrate_threshold(frames: list[FrameFeatures], margin: float = 1.1) -> float:
+def calibrate_threshold(frames: list[FrameFeatures], margin: float = CALIBRATION_MARGIN) -> float:
     """The frame-score threshold of ``build_memory`` for frames already read."""
     return build_memory([lambda f=f: [f] for f in frames], margin=margin)[1]
 
@@ -445,6 +449,26 @@ class FrameVerdict:
     grid: AnomalyGrid
     regions: list[Region]  # above the threshold, the most anomalous first
     crops: list[Image.Image]  # each region's crop, to be named
+
+
+def calibration_margin(embedder: Embedder) -> float:
+    """The margin of the frame threshold over the good frames' highest score: a
+    frames checkpoint's own (chosen with it), else CALIBRATION_MARGIN."""
+    trained = embedder.meta.get("frame_features") or {}
+    return float(trained.get("calibration_margin", CALIBRATION_MARGIN))
+
+
+def load_frame_inspector(
+    checkpoint: Path | None = None, device: str = "auto", fallback: Embedder | None = None
+) -> FrameInspector:
+    """The frame inspector of ``checkpoint``; without one, of the shipped
+    ``frames.pt``, or of ``fallback`` (the naming model) where none is shipped."""
+    from model.embedder import FRAMES_CHECKPOINT, load_embedder
+
+    path = checkpoint or (FRAMES_CHECKPOINT if FRAMES_CHECKPOINT.is_file() else None)
+    if path is None and fallback is not None:
+        return FrameInspector(fallback)
+    return FrameInspector(load_embedder(path, device=device))
 
 
 class FrameInspector:
@@ -477,10 +501,15 @@ class FrameInspector:
             )
         return self._readers[scale]
 
+    @property
+    def calibration_margin(self) -> float:
+        return calibration_margin(self.embedder)
+
     def build(self, images: list[Image.Image], scale: float) -> tuple[np.ndarray, float]:
         reader = self.reader(scale)
         memory, threshold = build_memory(
-            [lambda image=image: reader.bands(image) for image in images]
+            [lambda image=image: reader.bands(image) for image in images],
+            margin=self.calibration_margin,
         )
         return memory.rows.numpy(), threshold
 

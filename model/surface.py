@@ -238,3 +238,50 @@ def load_surfaces(folders: list[Path]) -> torch.Tensor:
                         gray = gray.resize((200, 200))
                     arrays.append(np.asarray(gray, dtype=np.uint8))
     return torch.from_numpy(np.stack(arrays)).unsqueeze(1)
+
+
+FRAME_RECIPES = Path(__file__).resolve().parent / "recipes" / "frames"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def resolve(path_text: str) -> Path:
+    """A recipe's path: as given when it exists from here, else from the repository."""
+    path = Path(path_text)
+    return path if path.is_absolute() or path.exists() else ROOT / path
+
+
+def train_frames(recipe_name: str, out: Path, seed: int | None = None) -> Path:
+    """Train a frames checkpoint from a recipe of ``recipes/frames/`` (or a .toml path):
+    the start checkpoint's network, its tower trained for the memory, saved with
+    the recipe and the loss curve in its metadata (``frame_features``)."""
+    import tomllib
+
+    from model.checkpoint import load_checkpoint, save_checkpoint
+
+    path = Path(recipe_name)
+    if path.suffix != ".toml":
+        path = FRAME_RECIPES / f"{recipe_name}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in FRAME_RECIPES.glob("*.toml")))
+        raise ValueError(f"no frames recipe {recipe_name!r}; known: {known}, or a .toml path")
+    recipe = tomllib.loads(path.read_text())
+    if seed is not None:
+        recipe["seed"] = seed
+    config = SurfaceConfig(
+        steps=int(recipe["steps"]),
+        batch=int(recipe["batch"]),
+        lr=float(recipe["lr"]),
+        margin=float(recipe["margin"]),
+        stages=tuple(int(s) for s in recipe["stages"]),
+        seed=int(recipe["seed"]),
+        kinds=tuple(recipe["kinds"]),
+    )
+    network, meta = load_checkpoint(resolve(recipe["start"]))
+    data = resolve(recipe["data"])
+    surfaces = load_surfaces([data / name for name in recipe["classes"]])
+    history = train_surface_features(network, surfaces, config)
+    meta = {
+        **meta,
+        "frame_features": {"recipe": path.stem, **recipe, "history": history},
+    }
+    return save_checkpoint(out, network, meta)

@@ -88,18 +88,23 @@ class WorkerRuntime:
             store,
             ReferenceCache(embedder, store),
             ThresholdCache(embedder.threshold, embedder.version),
-            SurfaceMemoryCache(lambda: frame_inspector(embedder), store),
+            SurfaceMemoryCache(lambda: frame_inspector(embedder, settings), store),
         )
 
 
-def frame_inspector(embedder: Any) -> Any:
-    """The model's frame inspector (``model.frames.FrameInspector``), or None when
-    its network has no feature maps to read (such as the paper's network): then
-    every camera keeps the whole-image rule."""
-    from model.frames import FrameInspector
+def frame_inspector(embedder: Any, settings: Settings) -> Any:
+    """The frame inspector (``model.frames.FrameInspector``: ``FRAME_CHECKPOINT``,
+    the shipped ``frames.pt``, or the naming model), or None when its network has
+    no feature maps to read (such as the paper's network): then every camera
+    keeps the whole-image rule."""
+    from model.frames import load_frame_inspector
 
     try:
-        return FrameInspector(embedder)
+        inspector = load_frame_inspector(
+            settings.frame_checkpoint, settings.model_device, fallback=embedder
+        )
+        log.info("frames are read by model %s", inspector.version)
+        return inspector
     except ValueError as exc:
         log.warning("frames are judged by the whole-image rule only: %s", exc)
         return None
@@ -418,7 +423,10 @@ def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[
             common = {
                 "job_id": job.job_id,
                 "camera": job.camera,
-                "model_version": runtime.embedder.version,
+                # a frame's verdict is its memory's: the frames model's version
+                "model_version": outcomes[id(pending)].memory.model_version
+                if id(pending) in outcomes
+                else runtime.embedder.version,
                 "image_key": pending.image_key,
                 "image_width": pending.image.width,
                 "image_height": pending.image.height,

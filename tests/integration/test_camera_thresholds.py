@@ -26,8 +26,9 @@ CALIBRATED = 0.5
 
 
 def site_model_version(client) -> str:
+    """The frames model's version: camera thresholds, memories and frame rows carry it."""
     page = client.get("/thresholds/").get_data(as_text=True)
-    return re.search(r'id="model-version">([^<]+)<', page).group(1)
+    return re.search(r'id="frame-model-version">([^<]+)<', page).group(1)
 
 
 def add_good_frame(settings, camera: str) -> None:

@@ -56,6 +56,7 @@ def test_settings_survive_the_trip_to_a_child_process_environment():
         blob_dir=Path("/data/blobs"),
         inbox_dir=Path("/data/inbox"),
         model_checkpoint=Path("runs/line-7/checkpoint.pt"),
+        frame_checkpoint=Path("runs/line-7/frames.pt"),
         secret_key="k" * 40,
         environment="production",
         match_threshold=0.86,

@@ -122,3 +122,21 @@ def test_the_frame_inspector_finds_names_and_draws_what_differs(embedder):
     half_rows, half_threshold = inspector.build(good, 0.5)
     (half,) = inspector.inspect([images[1]], half_rows, half_threshold, 0.5)
     assert half.grid.size == (160, 400) and half.regions
+
+
+def test_train_frames_writes_a_checkpoint_the_inspector_reads(tmp_path):
+    from model.frames import load_frame_inspector
+    from model.surface import ROOT, train_frames
+
+    recipe = (ROOT / "model" / "recipes" / "frames" / "surface.toml").read_text()
+    recipe = recipe.replace("steps = 600", "steps = 2").replace("batch = 16", "batch = 4")
+    recipe = recipe.replace('"../shared/data/neu-cls"', '"data/sample"')
+    (tmp_path / "tiny.toml").write_text(recipe)
+    path = train_frames(str(tmp_path / "tiny.toml"), tmp_path / "frames.pt")
+    inspector = load_frame_inspector(path, "cpu")
+    assert inspector.reader(1.0).normalize  # trained for the memory: unit features
+    assert inspector.embedder.meta["frame_features"]["steps"] == 2
+    rng = np.random.default_rng(4)
+    good = [Image.fromarray(texture(rng).astype(np.uint8)) for _ in range(2)]
+    rows, threshold = inspector.build(good, 1.0)
+    assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-4) and threshold > 0
