@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
 import json
+import math
+import os
 import shlex
 import statistics
 import subprocess
@@ -29,7 +32,27 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+from sqlalchemy import select
 
+from bench.line import (
+    Line,
+    Scenario,
+    build_jobs,
+    fresh_database,
+    measure_latency,
+    measure_throughput,
+    prepare_base,
+    running,
+    sample_payloads,
+    send_all,
+    wait_rows,
+)
+from bench.profile_worker import MESSAGE_STAGES, OTHER, breakdown, record_samples
+from core.blobs import BlobStore
+from core.db import session_scope
+from core.references import add_reference
+from core.settings import Settings
+from core.tables import SurfaceMemory
 from model.frames import BAND_PIXELS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -296,6 +319,405 @@ def search_pairs(
     return out
 
 
+# -- end to end: frames through the line ------------------------------------------
+
+#: the camera whose good frames build the memory the workers judge by
+CAMERA = "bench-frames"
+#: frames timed per scenario (several batches of the line's 32 a process)
+LINE_FRAMES = 192
+#: distinct frames sent (cycled): PNG-encoding each takes a while
+LINE_PAYLOADS = 12
+LATENCY_SECONDS = 30.0
+PROFILE_SECONDS = 20
+LINE_BATCH = 32  # the line's batch size (bench/__main__.py)
+TARGET_MPX = 2.0  # megapixels per second per host, end to end (#28)
+GOAL_MPX = 4.0
+
+# (frame that marks the stage, label), for ``bench.profile_worker.breakdown``: a
+# sample goes to the first stage whose frame is on its stack. What remains of
+# judge_frames once the model's stages are taken out is the heat map's PNG.
+FRAME_STAGES = [
+    ("GoodSurfaceMemory.nearest", "search: nearest good-surface features (faiss)"),
+    ("PatchFeatures._maps", "features: contrast normalisation and network forward"),
+    ("frame_tensor", "features: frame to tensor, rows out of the maps"),
+    ("PatchFeatures._frame", "features: frame to tensor, rows out of the maps"),
+    ("GoodSurfaceMemory.score", "grid, regions and crops"),
+    ("AnomalyGrid.regions", "grid, regions and crops"),
+    ("naming_crop", "grid, regions and crops"),
+    ("judge_frames", "heat map: drawn and PNG-encoded"),
+    ("name_findings", "naming findings: their crops embedded"),
+    ("read_image_bytes", "decode: the message's base64 and the PNG"),
+    ("decode_image", "decode: the message's base64 and the PNG"),
+    ("InspectJob.from_message", "decode: the message's base64 and the PNG"),
+    ("BlobStore.put_many", "store: frames and heat maps to the image store"),
+    ("insert_inspections", "database: rows and findings inserted, committed"),
+    ("store_findings", "database: rows and findings inserted, committed"),
+    ("session_scope", "database: rows and findings inserted, committed"),
+    ("SurfaceMemoryCache.get", "database: memory, references and thresholds checked"),
+    ("ReferenceCache.get", "database: memory, references and thresholds checked"),
+    ("ThresholdCache.get", "database: memory, references and thresholds checked"),
+    ("Batches._do_flush", "the rest of a batch (rows, logging)"),
+    *MESSAGE_STAGES,
+]
+
+
+#: the worker's Prometheus endpoint's thread, which py-spy samples waiting
+METRICS_THREAD = ("BaseServer.serve_forever",)
+#: strips sent to one worker at once, in one batch, for its peak memory
+LINE_STRIPS = 8
+#: the strips' PNGs exceed the default MAX_IMAGE_BYTES (8 MiB): raised for them
+STRIP_MAX_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class StripRun:
+    """Strips through one worker process (all the cores' threads), one batch."""
+
+    strips: int
+    png_mb: float
+    seconds: float  # the first strip's enqueue to the last row's commit
+    rss_mb: float  # the worker's peak (VmHWM), warm-up included
+
+    @property
+    def megapixels_per_s(self) -> float:
+        return self.strips * STRIP_SIZE[0] * STRIP_SIZE[1] / 1e6 / self.seconds
+
+
+@dataclass
+class LineRun:
+    """One worker host's scenario: frames enqueued, judged, their rows committed."""
+
+    scenario: str
+    processes: int
+    threads: int
+    batch_size: int
+    frames: int
+    span_s: float  # the first frame's enqueue to the last row's commit
+    steady_fps: float  # the line's measure: rows committed between its 10th and 90th percentile
+    rss_mb: list[float]  # each worker process's peak (VmHWM)
+    cpu_s: float  # the workers' CPU time (user and system) over the run
+    cpu_share: float  # the same, of all the cores' time
+    latency_rate: float
+    latency_frames: int
+    p50_ms: float
+    p95_ms: float
+    profile: list[tuple[str, float]]
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.span_s
+
+
+@dataclass
+class FramesLine:
+    png_kb: float  # the frames sent, as PNG
+    build_s: float  # the memory's build, in the worker, on the camera's first frame
+    memory_rows: int
+    runs: list[LineRun]
+    strips: StripRun | None
+    db_kind: str
+    load: tuple[float, float]
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of processes ``pids`` so far (threads included)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def warm_frames(line: Line, camera: str, payloads: list[tuple[str, bytes]]) -> None:
+    """The memory built (or loaded) before timing starts: one frame, its row
+    waited for, then a few for every worker process."""
+    for count in (1, 2 * line.scenario.processes):
+        jobs = build_jobs(payloads, count, camera)
+        send_all(line.settings, jobs)
+        ids = {job.job_id for job in jobs}
+        rows = wait_rows(line.settings.database_url, camera, count, 900, ids)
+        if len(rows) < count:
+            raise RuntimeError(f"frames warm-up: {len(rows)} of {count} rows; see {line.workdir}")
+
+
+def profile_frames(
+    line: Line, camera: str, payloads: list[tuple[str, bytes]], fps: float, seconds: int
+) -> list[tuple[str, float]]:
+    """py-spy samples of the first worker process while the queue holds frames
+    enough to keep it busy, then every row waited for (none left in the queue)."""
+    count = max(2 * LINE_BATCH, math.ceil(fps * (seconds + 8)))
+    jobs = build_jobs(payloads, count, camera)
+    send_all(line.settings, jobs)
+    time.sleep(2)
+    raw = line.workdir / f"profile-{line.scenario.processes}.txt"
+    record_samples(line.workers[0].pid, seconds, raw, rate=100)
+    rows = wait_rows(line.settings.database_url, camera, count, 900, {j.job_id for j in jobs})
+    if len(rows) < count:
+        raise RuntimeError(f"frames profile: {len(rows)} of {count} rows")
+    return breakdown(raw, FRAME_STAGES, ignore=METRICS_THREAD)
+
+
+def measure_line_run(
+    line: Line, camera: str, payloads: list[tuple[str, bytes]], frames: int, latency_s: float
+) -> LineRun:
+    warm_frames(line, camera, payloads)
+    pids = [worker.pid for worker in line.workers]
+    cpu_before, started = cpu_seconds(pids), time.monotonic()
+    result = measure_throughput(line, payloads, frames, camera=camera)
+    cpu_s = cpu_seconds(pids) - cpu_before
+    cpu = cpu_s / ((time.monotonic() - started) * (os.cpu_count() or 1))
+    fps = frames / result.span_s
+    print(
+        f"frames   end to end, {line.scenario.name}: {fps:.2f} frames/s, "
+        f"{fps * FRAME_SIZE[0] * FRAME_SIZE[1] / 1e6:.2f} MP/s (steady middle "
+        f"{result.images_per_s:.2f} frames/s); workers {cpu:.0%} of the cores",
+        flush=True,
+    )
+    latency = measure_latency(line, payloads, fps / 2, latency_s, camera=camera)
+    print(
+        f"frames   latency at {latency.rate:.2f} frames/s: p50 {latency.p50_ms:.0f} ms, "
+        f"p95 {latency.p95_ms:.0f} ms",
+        flush=True,
+    )
+    profile = profile_frames(line, camera, payloads, fps, PROFILE_SECONDS)
+    print(f"frames   profile: {', '.join(f'{s:.0%} {k}' for k, s in profile if s >= 0.01)}")
+    return LineRun(
+        scenario=line.scenario.name,
+        processes=line.scenario.processes,
+        threads=line.scenario.threads,
+        batch_size=line.scenario.batch_size,
+        frames=frames,
+        span_s=result.span_s,
+        steady_fps=result.images_per_s,
+        rss_mb=result.worker_rss_mb,
+        cpu_s=cpu_s,
+        cpu_share=cpu,
+        latency_rate=latency.rate,
+        latency_frames=latency.images,
+        p50_ms=latency.p50_ms,
+        p95_ms=latency.p95_ms,
+        profile=profile,
+    )
+
+
+def register_good_frames(base: Settings, camera: str, frames: list[bytes]) -> None:
+    store = BlobStore(base.blob_dir)
+    with session_scope(base.database_url) as session:
+        for data in frames:
+            add_reference(session, store, data, "free", "ok", "bench", camera=camera)
+
+
+def built_memory(database_url: str, camera: str) -> tuple[float, int]:
+    """(seconds its build took, rows) of the camera's stored memory."""
+    with session_scope(database_url) as session:
+        row = session.scalars(select(SurfaceMemory).where(SurfaceMemory.camera == camera)).one()
+        return float(row.seconds), len(row.rows) // (4 * row.dim)
+
+
+def measure_strips(
+    base: Settings,
+    workdir: Path,
+    camera: str,
+    tiles: list[Image.Image],
+    frames: list[tuple[str, bytes]],
+    strips: int,
+) -> StripRun:
+    """``strips`` long strips queued while one worker process holds off, then taken
+    in one batch: its peak memory. Their PNG is larger than the default
+    MAX_IMAGE_BYTES, raised here to STRIP_MAX_BYTES."""
+    cores = os.cpu_count() or 1
+    strip = png_bytes(
+        mosaic(tiles, STRIP_SIZE, (GOOD_FRAMES + LINE_PAYLOADS) * per_frame(FRAME_SIZE))
+    )
+    roomy = base.model_copy(update={"max_image_bytes": STRIP_MAX_BYTES})
+    scenario = Scenario(f"strips, 1 process x {cores} threads", 1, cores, LINE_BATCH)
+    with running(roomy, scenario, workdir, sample_payloads()) as line:
+        warm_frames(line, camera, frames)
+        result = measure_throughput(line, [("strip.png", strip)], strips, camera=camera)
+    run = StripRun(strips, len(strip) / 2**20, result.span_s, max(result.worker_rss_mb, default=0))
+    print(
+        f"frames   {strips} strips end to end: {run.megapixels_per_s:.2f} MP/s, worker peak "
+        f"RSS {run.rss_mb:.0f} MB",
+        flush=True,
+    )
+    return run
+
+
+def measure_line(
+    tiles_folder: Path, frames: int, redis_url: str, strips: int = LINE_STRIPS
+) -> FramesLine:
+    """Frames end to end on one worker host, in the line's scenario shapes: a camera
+    with GOOD_FRAMES good frames, its memory built before timing starts."""
+    load_before = load_average()
+    tiles = tile_pool(tiles_folder)
+    per = per_frame(FRAME_SIZE)
+    good = [png_bytes(mosaic(tiles, FRAME_SIZE, i * per)) for i in range(GOOD_FRAMES)]
+    payloads = [
+        (f"frame-{i}.png", png_bytes(mosaic(tiles, FRAME_SIZE, (GOOD_FRAMES + i) * per)))
+        for i in range(LINE_PAYLOADS)
+    ]
+    cores = os.cpu_count() or 1
+    scenarios = [
+        Scenario(f"1 process x {cores} threads", 1, cores, LINE_BATCH),
+        Scenario(f"{cores} processes x 1 thread", cores, 1, LINE_BATCH),
+    ]
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp, fresh_database() as database_url:
+        workdir = Path(tmp)
+        base = prepare_base(workdir, database_url, redis_url)
+        register_good_frames(base, CAMERA, good)
+        for scenario in scenarios:
+            with running(base, scenario, workdir, sample_payloads()) as line:
+                runs.append(measure_line_run(line, CAMERA, payloads, frames, LATENCY_SECONDS))
+        strip_run = (
+            measure_strips(base, workdir, CAMERA, tiles, payloads, strips) if strips else None
+        )
+        build_s, memory_rows = built_memory(database_url, CAMERA)
+        db_kind = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
+    return FramesLine(
+        png_kb=statistics.mean(len(data) for _, data in payloads) / 1024,
+        build_s=build_s,
+        memory_rows=memory_rows,
+        runs=runs,
+        strips=strip_run,
+        db_kind=db_kind,
+        load=(load_before, load_average()),
+    )
+
+
+def verdict(value: float, target: float) -> str:
+    return "met" if value >= target else f"**missed** ({value / target:.0%} of it)"
+
+
+def bounding_stage(profile: list[tuple[str, float]]) -> tuple[str, float]:
+    """The stage with the largest share of a worker's samples (idle and event loop aside)."""
+    return max(((k, s) for k, s in profile if k != OTHER), key=lambda item: item[1])
+
+
+def render_line(line: FramesLine, model_fps: float) -> list[str]:
+    """The end-to-end part of the frames section: rates, latency, memory, where time goes."""
+    megapixels = FRAME_SIZE[0] * FRAME_SIZE[1] / 1e6
+    best = max(line.runs, key=lambda run: run.fps)
+    lines = [
+        "",
+        "### End to end: enqueue to committed row",
+        "",
+        f"One worker host in the line's two shapes (`celery -A worker worker --pool solo`, "
+        f"batches of up to {best.batch_size} as the line's), {line.db_kind} and Redis on the "
+        f"same machine (the machine's load average {line.load[0]:.1f} at the start of this "
+        f"part, {line.load[1]:.1f} at its end). A camera has {GOOD_FRAMES} good frames "
+        "(`ok` references with the camera: the mosaics above, as PNG); its worker built "
+        f"the memory on the camera's first frame ({line.build_s:.1f} s, {line.memory_rows} "
+        "rows, stored in `surface_memories`; a second host loads it) before any timing. "
+        f"Then {best.frames} frames ({LINE_PAYLOADS} distinct mosaics of other tiles, cycled; "
+        f"{line.png_kb:.0f} KB of PNG each, inside the message) are enqueued while the "
+        "workers hold off, and timed from the first enqueue to the last committed row "
+        "(frames/s, MP/s); the line's own measure, the rows committed between the 10th and "
+        "90th percentile of the run, is beside it (coarser here: a batch of 32 frames "
+        "commits at once). Latency is committed minus enqueued, at a steady half of each "
+        "shape's rate. Workers' CPU is their user and system time over the run, of all "
+        "the cores' time, and per frame (less sensitive than the rate to other work on the "
+        "machine).",
+        "",
+        "| scenario | frames | frames/s | MP/s | steady middle | workers' CPU | "
+        "peak RSS per process (MB) | latency at half rate: p50, p95 |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for run in line.runs:
+        rss = ", ".join(f"{m:.0f}" for m in run.rss_mb) or "–"
+        lines.append(
+            f"| {run.scenario} | {run.frames} | {run.fps:.2f} | **{run.fps * megapixels:.2f}** | "
+            f"{run.steady_fps:.2f} frames/s | {run.cpu_share:.0%} of the cores, "
+            f"{run.cpu_s / run.frames:.2f} s a frame | {rss} | "
+            f"{run.p50_ms:.0f} ms, {run.p95_ms:.0f} ms ({run.latency_frames} frames at "
+            f"{run.latency_rate:.2f}/s) |"
+        )
+    best_mp = best.fps * megapixels
+    lines += [
+        "",
+        "| ratio | measured | target | |",
+        "|---|---:|---:|---|",
+        f"| best MP/s end to end ({best.scenario}) / {TARGET_MPX:g} MP/s per host | "
+        f"{best_mp / TARGET_MPX:.2f}x | 1x | {verdict(best_mp, TARGET_MPX)} |",
+        f"| the same / the goal, {GOAL_MPX:g} MP/s per host | {best_mp / GOAL_MPX:.2f}x | 1x | "
+        f"{verdict(best_mp, GOAL_MPX)} |",
+        f"| end to end / `inspect` at batch 1 above (model level) | "
+        f"{best.fps / model_fps:.2f}x | | |",
+        *render_strips(line.strips),
+        "",
+        f"Where a worker's time goes: py-spy samples ({PROFILE_SECONDS} s at 100 Hz) of the "
+        "first worker process of each shape while the queue holds frames, each sample "
+        "counted once, in the first stage of this list found on its stack. py-spy sees the "
+        "Python threads: the torch and faiss threads' work is counted where the worker's "
+        "thread waits on it; the metrics endpoint's thread, which waits for requests, is "
+        "left out.",
+        "",
+        "| stage | " + " | ".join(run.scenario for run in line.runs) + " |",
+        "|---|" + "---:|" * len(line.runs),
+    ]
+    shares = [dict(run.profile) for run in line.runs]
+    for stage, _ in line.runs[0].profile:
+        if any(share.get(stage, 0.0) >= 0.005 for share in shares):
+            cells = " | ".join(f"{share.get(stage, 0.0):.1%}" for share in shares)
+            lines.append(f"| {stage} | {cells} |")
+    lines += ["", bound_paragraph(line.runs, best)]
+    return lines
+
+
+def render_strips(strips: StripRun | None) -> list[str]:
+    if strips is None:
+        return []
+    peak = "met" if strips.rss_mb < STRIP_TARGET_MB else "**missed**"
+    return [
+        "",
+        f"Strips: {strips.strips} strips of {STRIP_SIZE[1]}x{STRIP_SIZE[0]} (the strip above, "
+        f"{strips.png_mb:.1f} MiB of PNG each: more than the default `MAX_IMAGE_BYTES` of "
+        f"8 MiB, which would reject them; raised to {STRIP_MAX_BYTES // 2**20} MiB for this "
+        "run) queued while one worker process (all the cores' threads) held off, then "
+        f"taken in one batch: {strips.megapixels_per_s:.2f} MP/s end to end, the worker's "
+        f"peak RSS **{strips.rss_mb:.0f} MB** (target < {STRIP_TARGET_MB} MB: {peak}).",
+    ]
+
+
+#: the stages of the model itself; the rest of a worker's work is around it
+MODEL_STAGES = ("search:", "features:", "grid,")
+
+
+def bound_paragraph(runs: list[LineRun], best: LineRun) -> str:
+    """Which stage bounds the line, from the profiles."""
+    stage, share = bounding_stage(best.profile)
+    others = "; ".join(
+        f"{dict(run.profile).get(stage, 0.0):.0%} in *{run.scenario}*"
+        for run in runs
+        if run is not best
+    )
+    cores = os.cpu_count() or 1
+    ceiling = cores * best.frames / best.cpu_s * FRAME_SIZE[0] * FRAME_SIZE[1] / 1e6
+    shares = dict(best.profile)
+    features = sum(v for k, v in shares.items() if k.startswith("features:"))
+    around = sum(v for k, v in shares.items() if k != OTHER and not k.startswith(MODEL_STAGES))
+    others = f" ({others})" if others else ""
+    return (
+        f"**The stage that bounds it: {stage.split(':')[0]}** ({stage}): {share:.0%} of the "
+        f"samples of a worker of *{best.scenario}*, the faster shape{others}. The features "
+        f"take {features:.0%}, and everything around the model (decoding, the image store, "
+        f"the heat map, naming the findings, the database, the messages) {around:.0%} "
+        f"together. The workers used {best.cpu_share:.0%} of the cores' time over the run "
+        f"({best.cpu_s / best.frames:.2f} CPU-seconds a frame): with the {cores} cores to "
+        f"themselves, at most {ceiling:.1f} MP/s (other work on the machine takes the rest)."
+    )
+
+
 def display_path(path: Path) -> str:
     for base, name in ((ROOT, ""), (ROOT.parent, "../")):
         try:
@@ -305,8 +727,14 @@ def display_path(path: Path) -> str:
     return str(path)
 
 
-def render(result: FramesResult, command: str, machine: str, repeats: int) -> str:
-    """The "## Frames" section, markers included."""
+def render(
+    result: FramesResult,
+    command: str,
+    machine: str,
+    repeats: int,
+    line: FramesLine | None = None,
+) -> str:
+    """The "## Frames" section, markers included (the end-to-end part where measured)."""
     median = statistics.median
     megapixels = FRAME_SIZE[0] * FRAME_SIZE[1] / 1e6
     strip_mp = STRIP_SIZE[0] * STRIP_SIZE[1] / 1e6
@@ -362,8 +790,8 @@ def render(result: FramesResult, command: str, machine: str, repeats: int) -> st
         f"inspected frame (its real features, read band by band) against the real memory "
         f"({rows}x{dim}); both searches are exact, up to float32 rounding (largest "
         f"difference of a distance {result.max_difference:.1e}), and the faiss time "
-        "includes making the index, as "
-        f"each `inspect` call does: the search is {faiss_t * b1:.0%} of a frame's time at "
+        "includes making the index (a worker keeps it between batches): the search is "
+        f"{faiss_t * b1:.0%} of a frame's time at "
         f"batch 1. A frame of up to {BAND_PIXELS / 1e6:g} million model pixels is read in "
         "one pass, frames of one size stacked into one pass up to that many pixels "
         "(`PatchFeatures.many`); a larger frame is read in bands across its long side "
@@ -373,6 +801,7 @@ def render(result: FramesResult, command: str, machine: str, repeats: int) -> st
         f"strip loaded, {peak:.0f} MB at its peak. "
         f"The strip had {result.strip_findings} findings; what the frames show changes "
         "little of the time, beyond cutting a crop for each finding.",
+        *(render_line(line, b1) if line else []),
         END,
     ]
     return "\n".join(lines) + "\n"
@@ -388,9 +817,25 @@ def default_tiles() -> Path:
     return SHARED_TILES if SHARED_TILES.is_dir() else SAMPLE_TILES
 
 
-def run(tiles: Path, repeats: int, command: str, machine: str) -> str:
-    """Measure and return the section (``python -m bench`` calls this)."""
-    return render(measure(tiles, repeats), command, machine, repeats)
+def default_redis_url() -> str:
+    return os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+def run(
+    tiles: Path,
+    repeats: int,
+    command: str,
+    machine: str,
+    line_frames: int = LINE_FRAMES,
+    redis_url: str | None = None,
+) -> str:
+    """Measure and return the section (``python -m bench`` calls this); frames end to
+    end too unless ``line_frames`` is 0."""
+    result = measure(tiles, repeats)
+    line = (
+        measure_line(tiles, line_frames, redis_url or default_redis_url()) if line_frames else None
+    )
+    return render(result, command, machine, repeats, line)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -403,6 +848,18 @@ def main(argv: list[str] | None = None) -> int:
         "set's free/ under ../shared when present, else data/sample-tiles/free)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="repetitions of each measurement")
+    parser.add_argument(
+        "--line-frames",
+        type=int,
+        default=LINE_FRAMES,
+        help="frames timed end to end per worker shape (0: the model level only)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=default_redis_url(),
+        help="Redis for the end-to-end part (its queue is emptied); PostgreSQL from "
+        "BENCH_PG_ADMIN_DSN, SQLite when it does not answer",
+    )
     parser.add_argument("--out", type=Path, default=REPORT)
     parser.add_argument("--strip-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -410,11 +867,13 @@ def main(argv: list[str] | None = None) -> int:
         return inspect_strip_child(args.strip_child)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.line_frames < 0:
+        parser.error("--line-frames must be 0 (skip) or more")
     from bench.__main__ import machine
 
     arguments = sys.argv[1:] if argv is None else argv
     command = shlex.join(["python", "-m", "bench.frames", *arguments])
-    section = run(args.tiles, args.repeats, command, machine())
+    section = run(args.tiles, args.repeats, command, machine(), args.line_frames, args.redis_url)
     write_section(args.out, section)
     print(f"wrote the frames section of {args.out}")
     return 0

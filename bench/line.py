@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,6 +54,7 @@ class LineResult:
     images: int
     images_per_s: float
     worker_rss_mb: list[float] = field(default_factory=list)
+    span_s: float = 0.0  # the first job's enqueue to the last row's commit
 
 
 @dataclass
@@ -181,21 +182,27 @@ def build_jobs(payloads: list[tuple[str, bytes]], count: int, camera: str) -> li
     ]
 
 
-def rows_since(url: str, camera: str) -> list[tuple[float, float]]:
-    """(submitted, processed) epoch seconds of a camera's rows."""
+def rows_since(
+    url: str, camera: str, job_ids: Collection[str] | None = None
+) -> list[tuple[float, float]]:
+    """(submitted, processed) epoch seconds of a camera's rows (only ``job_ids``'
+    where given: a camera that serves several measurements, as one with good frames)."""
+    query = select(Inspection.submitted_at, Inspection.processed_at).where(
+        Inspection.camera == camera
+    )
+    if job_ids is not None:
+        query = query.where(Inspection.job_id.in_(sorted(job_ids)))
     with session_scope(url) as session:
-        rows = session.execute(
-            select(Inspection.submitted_at, Inspection.processed_at).where(
-                Inspection.camera == camera
-            )
-        ).all()
+        rows = session.execute(query).all()
     return [(s.timestamp(), p.timestamp()) for s, p in rows]
 
 
-def wait_rows(url: str, camera: str, count: int, timeout: float) -> list[tuple[float, float]]:
+def wait_rows(
+    url: str, camera: str, count: int, timeout: float, job_ids: Collection[str] | None = None
+) -> list[tuple[float, float]]:
     deadline = time.monotonic() + timeout
     while True:
-        rows = rows_since(url, camera)
+        rows = rows_since(url, camera, job_ids)
         if len(rows) >= count or time.monotonic() > deadline:
             return rows
         time.sleep(0.25)
@@ -218,7 +225,9 @@ def warm_up(line: Line, payloads: list[tuple[str, bytes]]) -> None:
         raise RuntimeError(f"warm-up: only {len(rows)} of {count} rows; see {line.workdir}")
 
 
-def measure_throughput(line: Line, payloads: list[tuple[str, bytes]], count: int) -> LineResult:
+def measure_throughput(
+    line: Line, payloads: list[tuple[str, bytes]], count: int, camera: str | None = None
+) -> LineResult:
     """Fill the queue while the workers hold off, then time how fast they empty it
     (the steady middle of the run).
 
@@ -226,9 +235,13 @@ def measure_throughput(line: Line, payloads: list[tuple[str, bytes]], count: int
     with the workers (on the 2026-12-01 machine, 2 processes: 221 images/s that
     way, 256 this way). Celery's remote control pauses every worker's
     consumption of the queue while it fills, and resumes it.
+
+    ``camera``: send as that camera (one with good frames) instead of a new one.
     """
-    camera = f"throughput-{uuid.uuid4().hex[:6]}"
+    shared = camera is not None
+    camera = camera or f"throughput-{uuid.uuid4().hex[:6]}"
     jobs = build_jobs(payloads, count, camera)
+    job_ids = {job.job_id for job in jobs} if shared else None
     client = make_client(line.settings)
     try:
         paused = client.control.cancel_consumer(QUEUE_NAME, reply=True, timeout=10)
@@ -242,22 +255,30 @@ def measure_throughput(line: Line, payloads: list[tuple[str, bytes]], count: int
             client.control.add_consumer(QUEUE_NAME, reply=True, timeout=10)
     finally:
         client.close()
-    rows = wait_rows(line.settings.database_url, camera, count, 900)
+    rows = wait_rows(line.settings.database_url, camera, count, 900, job_ids)
     if len(rows) < count:
         raise RuntimeError(f"throughput: only {len(rows)} of {count} rows")
     done = np.sort([p for _, p in rows])
     lo, hi = int(0.1 * count), int(0.9 * count)
     rate = (hi - lo) / max(done[hi] - done[lo], 1e-9)
-    return LineResult(line.scenario, count, float(rate), line.rss_mb())
+    span = float(done[-1] - min(s for s, _ in rows))
+    return LineResult(line.scenario, count, float(rate), line.rss_mb(), span)
 
 
 def measure_latency(
-    line: Line, payloads: list[tuple[str, bytes]], rate: float, seconds: float
+    line: Line,
+    payloads: list[tuple[str, bytes]],
+    rate: float,
+    seconds: float,
+    camera: str | None = None,
 ) -> LatencyResult:
-    """Send at a steady ``rate`` for ``seconds``; latency = committed - submitted."""
-    camera = f"latency-{uuid.uuid4().hex[:6]}"
+    """Send at a steady ``rate`` for ``seconds``; latency = committed - submitted.
+    ``camera``: send as that camera (one with good frames) instead of a new one."""
+    shared = camera is not None
+    camera = camera or f"latency-{uuid.uuid4().hex[:6]}"
     count = max(20, int(rate * seconds))
     jobs = build_jobs(payloads, count, camera)
+    job_ids = {job.job_id for job in jobs} if shared else None
     client = make_client(line.settings)
     start = time.monotonic()
     for n, job in enumerate(jobs):
@@ -266,7 +287,7 @@ def measure_latency(
             time.sleep(delay)
         send_job(replace(job, submitted_at=None), client)
     client.close()
-    rows = wait_rows(line.settings.database_url, camera, count, 300)
+    rows = wait_rows(line.settings.database_url, camera, count, 300, job_ids)
     latency = np.array([(p - s) * 1000 for s, p in rows])
     p50, p95, p99 = np.percentile(latency, [50, 95, 99])
     return LatencyResult(line.scenario, rate, len(rows), float(p50), float(p95), float(p99))

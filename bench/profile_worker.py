@@ -45,23 +45,45 @@ MESSAGE_STAGES = [
 ]
 
 
-def breakdown(raw: Path) -> list[tuple[str, float]]:
-    """Exclusive share of samples per stage, plus whatever else the worker did."""
+OTHER = "other (event loop, timers, idle)"
+
+
+def breakdown(
+    raw: Path, stages: list[tuple[str, str]] | None = None, ignore: tuple[str, ...] = ()
+) -> list[tuple[str, float]]:
+    """Exclusive share of samples per stage (``stages``, first match wins; the
+    whole-image batch's and the messages' by default), plus whatever else the
+    worker did. Stages that share a label add up. Samples with a frame of
+    ``ignore`` on their stack are left out (another thread's waiting)."""
+    stages = stages if stages is not None else BATCH_STAGES + MESSAGE_STAGES
     total = 0
     counts: collections.Counter[str] = collections.Counter()
     for line in raw.read_text().splitlines():
         stack, n = line.rsplit(" ", 1)
         names = [frame.split(" (")[0] for frame in stack.split(";")]
+        if any(name == frame or name.endswith("." + frame) for name in names for frame in ignore):
+            continue
         total += int(n)
-        label = "other (event loop, timers, idle)"
-        for frame, stage in BATCH_STAGES + MESSAGE_STAGES:
+        label = OTHER
+        for frame, stage in stages:
             if any(name == frame or name.endswith("." + frame) for name in names):
                 label = stage
                 break
         counts[label] += int(n)
-    order = [stage for _, stage in BATCH_STAGES + MESSAGE_STAGES]
-    order.append("other (event loop, timers, idle)")
+    order = [*dict.fromkeys(stage for _, stage in stages), OTHER]
     return [(label, counts[label] / max(total, 1)) for label in order]
+
+
+def record_samples(pid: int, seconds: float, raw: Path, rate: int = 200) -> None:
+    """py-spy samples of process ``pid`` for ``seconds``, in its raw format, to ``raw``."""
+    spy = str(Path(sys.executable).parent / "py-spy")
+    options = ["-d", str(seconds), "-r", str(rate), "-f", "raw", "-o", str(raw)]
+    subprocess.run(
+        [spy, "record", "-p", str(pid), *options],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def profile_worker(redis_url: str, seconds: int = 8) -> list[tuple[str, float]]:
@@ -76,27 +98,7 @@ def profile_worker(redis_url: str, seconds: int = 8) -> list[tuple[str, float]]:
             sender.start()
             time.sleep(2)
             raw = workdir / "profile.txt"
-            spy = str(Path(sys.executable).parent / "py-spy")
-            pid = str(line.workers[0].pid)
-            subprocess.run(
-                [
-                    spy,
-                    "record",
-                    "-p",
-                    pid,
-                    "-d",
-                    str(seconds),
-                    "-r",
-                    "200",
-                    "-f",
-                    "raw",
-                    "-o",
-                    str(raw),
-                ],
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            record_samples(line.workers[0].pid, seconds, raw)
             sender.join()
             return breakdown(raw)
 
