@@ -218,16 +218,7 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("compare", help="dissimilarity of two images (the original tool)")
     p.add_argument("first", type=Path)
     p.add_argument("second", type=Path)
-    p.add_argument(
-        "--checkpoint", type=Path, default=None, help="the naming model (default: the shipped one)"
-    )
-    p.add_argument(
-        "--frame-checkpoint",
-        type=Path,
-        default=None,
-        help="the model whose features build the memory (default: the shipped frames.pt "
-        "where present, else --checkpoint)",
-    )
+    p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
     p.add_argument(
         "--references",
         type=Path,
