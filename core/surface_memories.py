@@ -48,8 +48,6 @@ class CameraMemory:
     rows: np.ndarray  # (M, C) float32
     calibrated: float  # the threshold calibrated from the good frames
     threshold: float  # the one that applies: an admin's, else the calibrated
-    memory_id: int
-    frames: int
     label: str  # the good frames' label: a frame without findings passes with it
     model_version: str  # of the network whose features it holds
 
@@ -80,18 +78,9 @@ def memory_signature(references: list[Reference], scale: float) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def threshold_override(session: Session, camera: str, model_version: str) -> float | None:
-    """An admin's frame-score threshold for the camera under the model, if any."""
-    row = session.get(CameraThreshold, (camera, model_version))
-    return float(row.value) if row is not None else None
-
-
-def current_memory(session: Session, camera: str, model_version: str) -> SurfaceMemory | None:
-    """The stored memory for the camera's good frames as they are now, if built."""
-    references = good_frames(session, camera)
-    if not references:
-        return None
-    signature = memory_signature(references, camera_scale(session, camera))
+def stored_memory(
+    session: Session, camera: str, model_version: str, signature: str
+) -> SurfaceMemory | None:
     return session.scalars(
         select(SurfaceMemory).where(
             SurfaceMemory.camera == camera,
@@ -101,23 +90,28 @@ def current_memory(session: Session, camera: str, model_version: str) -> Surface
     ).first()
 
 
-def load_or_build(
-    session: Session, camera: str, builder: MemoryBuilder, store: BlobStore
-) -> CameraMemory | None:
-    """The camera's memory under ``builder``'s model: stored, or built and stored.
-    None when the camera has no good frames."""
+def current_memory(session: Session, camera: str, model_version: str) -> SurfaceMemory | None:
+    """The stored memory for the camera's good frames as they are now, if built."""
     references = good_frames(session, camera)
     if not references:
         return None
-    scale = camera_scale(session, camera)
+    signature = memory_signature(references, camera_scale(session, camera))
+    return stored_memory(session, camera, model_version, signature)
+
+
+def load_or_build(
+    session: Session,
+    camera: str,
+    references: list[Reference],
+    scale: float,
+    builder: MemoryBuilder,
+    store: BlobStore,
+) -> CameraMemory:
+    """The memory of the camera's good frames ``references`` read at ``scale`` under
+    ``builder``'s model: stored, or built and stored. Its threshold is the
+    calibrated one; the caller applies an admin's."""
     signature = memory_signature(references, scale)
-    row = session.scalars(
-        select(SurfaceMemory).where(
-            SurfaceMemory.camera == camera,
-            SurfaceMemory.model_version == builder.version,
-            SurfaceMemory.signature == signature,
-        )
-    ).first()
+    row = stored_memory(session, camera, builder.version, signature)
     if row is None:
         started = time.perf_counter()
         images = [decode_image(store.get(r.image_key), 1 << 62, 1 << 62) for r in references]
@@ -138,13 +132,9 @@ def load_or_build(
             with session.begin_nested():
                 session.add(row)
         except IntegrityError:  # another worker stored it first: use theirs
-            row = session.scalars(
-                select(SurfaceMemory).where(
-                    SurfaceMemory.camera == camera,
-                    SurfaceMemory.model_version == builder.version,
-                    SurfaceMemory.signature == signature,
-                )
-            ).one()
+            theirs = stored_memory(session, camera, builder.version, signature)
+            assert theirs is not None
+            row = theirs
         log.info(
             "built the good-surface memory of camera %s from %d good frame(s) in %.1f s; "
             "threshold %.4f",
@@ -153,15 +143,12 @@ def load_or_build(
             seconds,
             threshold,
         )
-    override = threshold_override(session, camera, builder.version)
     return CameraMemory(
         camera=camera,
         scale=row.scale,
         rows=np.frombuffer(row.rows, dtype=np.float32).reshape(-1, row.dim).copy(),
         calibrated=row.threshold,
-        threshold=override if override is not None else row.threshold,
-        memory_id=row.id,
-        frames=row.frames,
+        threshold=row.threshold,
         label=references[0].label,
         model_version=builder.version,
     )
@@ -219,14 +206,12 @@ class SurfaceMemoryCache:
         }
         found = {}
         for camera, references in frames.items():
-            signature = memory_signature(references, scales.get(camera, DEFAULT_SCALE))
+            scale = scales.get(camera, DEFAULT_SCALE)
+            signature = memory_signature(references, scale)
             cached = self._memories.get(camera)
             if cached is None or cached[0] != signature:
-                memory = load_or_build(session, camera, builder, self.store)
-                if memory is None:
-                    continue
-                self._memories[camera] = (signature, memory)
-                cached = self._memories[camera]
+                memory = load_or_build(session, camera, references, scale, builder, self.store)
+                cached = self._memories[camera] = (signature, memory)
             memory = cached[1]
             threshold = overrides.get(camera, memory.calibrated)
             found[camera] = replace(memory, threshold=threshold)
