@@ -45,14 +45,41 @@ def feature_tower(network: torch.nn.Module) -> torch.nn.Module:
 CONTRAST_SIGMA = 48.0
 
 
-def frame_tensor(image: Image.Image, scale: float = 1.0) -> torch.Tensor:
-    """A frame as a (1, 1, H, W) tensor in [-1, 1], scaled by ``scale``, never squashed."""
+def scaled_gray(image: Image.Image, scale: float = 1.0) -> Image.Image:
+    """The frame in 8-bit gray, scaled by ``scale`` (model pixels per frame pixel)."""
     gray = Image.fromarray(to_grayscale_array(image), mode="L")
     if scale != 1.0:
         size = (max(16, round(gray.width * scale)), max(16, round(gray.height * scale)))
         gray = gray.resize(size, Image.Resampling.BILINEAR)
-    array = np.asarray(gray, dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(array)[None, None]
+    return gray
+
+
+def gray_tensor(gray: Image.Image) -> torch.Tensor:
+    """An 8-bit gray image as a (1, 1, H, W) tensor in [-1, 1]."""
+    return torch.from_numpy(np.asarray(gray, dtype=np.float32) / 127.5 - 1.0)[None, None]
+
+
+def frame_tensor(image: Image.Image, scale: float = 1.0) -> torch.Tensor:
+    """A frame as a (1, 1, H, W) tensor in [-1, 1], scaled by ``scale``, never squashed."""
+    return gray_tensor(scaled_gray(image, scale))
+
+
+def local_feature_maps(
+    tower: torch.nn.Module, x: torch.Tensor, stages: tuple[int, ...], normalize: bool
+) -> torch.Tensor:
+    """(N, C, h, w) local features of (N, 1, H, W) frames in [-1, 1]: what the memory
+    holds and searches, and what ``model/surface.py`` trains (with gradients)."""
+    x = local_contrast(x)
+    maps_by_stage = tower.feature_maps(x)
+    chosen = [maps_by_stage[i] for i in stages]
+    size = chosen[0].shape[-2:]
+    maps = torch.cat(
+        [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in chosen],
+        dim=1,
+    )
+    # each location described with its neighbours: a defect is a small region
+    maps = F.avg_pool2d(maps, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+    return F.normalize(maps, dim=1) if normalize else maps
 
 
 def local_contrast(x: torch.Tensor, sigma: float = CONTRAST_SIGMA) -> torch.Tensor:
@@ -139,19 +166,7 @@ class PatchFeatures:
     @torch.inference_mode()
     def _maps(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, h, w) features of (N, 1, H, W) frames in [-1, 1]."""
-        x = local_contrast(x.to(self.device))
-        maps_by_stage = self.tower.feature_maps(x)
-        chosen = [maps_by_stage[i] for i in self.stages]
-        size = chosen[0].shape[-2:]
-        maps = torch.cat(
-            [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in chosen],
-            dim=1,
-        )
-        # each location described with its neighbours: a defect is a small region
-        maps = F.avg_pool2d(maps, kernel_size=3, stride=1, padding=1, count_include_pad=False)
-        if self.normalize:
-            maps = F.normalize(maps, dim=1)
-        return maps
+        return local_feature_maps(self.tower, x.to(self.device), self.stages, self.normalize)
 
     @staticmethod
     def _rows(maps: torch.Tensor) -> torch.Tensor:
@@ -170,17 +185,6 @@ class PatchFeatures:
             self._rows(maps), (h, w), (image.height, image.width), 0 if h >= w else 1
         )
 
-    def scaled(self, image: Image.Image) -> Image.Image:
-        """The frame in 8-bit gray at the model's scale (a band is cut from it)."""
-        gray = Image.fromarray(to_grayscale_array(image), mode="L")
-        if self.scale != 1.0:
-            size = (
-                max(16, round(gray.width * self.scale)),
-                max(16, round(gray.height * self.scale)),
-            )
-            gray = gray.resize(size, Image.Resampling.BILINEAR)
-        return gray
-
     def is_banded(self, image: Image.Image) -> bool:
         return image.width * image.height * self.scale**2 > self.band_pixels
 
@@ -191,7 +195,7 @@ class PatchFeatures:
         if not self.is_banded(image):
             yield self(image)
             return
-        scaled = self.scaled(image)
+        scaled = scaled_gray(image, self.scale)
         axis = 0 if scaled.height >= scaled.width else 1
         length = scaled.height if axis == 0 else scaled.width
         margin = MARGIN - MARGIN % self.align
@@ -204,8 +208,7 @@ class PatchFeatures:
                 stop = length
             low, high = max(0, start - margin), min(length, stop + margin)
             box = (0, low, scaled.width, high) if axis == 0 else (low, 0, high, scaled.height)
-            array = np.asarray(scaled.crop(box), dtype=np.float32) / 127.5 - 1.0
-            maps = self._maps(torch.from_numpy(array)[None, None])[0]
+            maps = self._maps(gray_tensor(scaled.crop(box)))[0]
             skip = (start - low) // self.stride
             cells = maps.shape[1 + axis]
             keep = cells - skip if stop == length else (stop - start) // self.stride

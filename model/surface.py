@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from model.frames import feature_tower, local_contrast
+from model.frames import feature_tower, local_feature_maps
 
 #: crop side (model pixels) of both views
 CROP = 144
@@ -145,15 +145,7 @@ def local_features(
     tower: torch.nn.Module, x: torch.Tensor, stages: tuple[int, ...]
 ) -> torch.Tensor:
     """(N, C, h, w) unit features of images in [0, 255], as ``PatchFeatures`` reads them."""
-    x = local_contrast(x / 127.5 - 1.0)
-    maps = tower.feature_maps(x)
-    chosen = [maps[i] for i in stages]
-    size = chosen[0].shape[-2:]
-    cat = torch.cat(
-        [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in chosen], dim=1
-    )
-    cat = F.avg_pool2d(cat, kernel_size=3, stride=1, padding=1, count_include_pad=False)
-    return F.normalize(cat, dim=1)
+    return local_feature_maps(tower, x / 127.5 - 1.0, stages, normalize=True)
 
 
 def memory_loss(
