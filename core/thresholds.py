@@ -102,6 +102,22 @@ def set_threshold(
         raise ValueError(f"a threshold must be a positive distance, got {value}")
     label = check_name(label, "the label") if label.strip() else GLOBAL
     current = session.get(ThresholdSetting, (model_version, label))
+    row = ThresholdSetting(model_version=model_version, label=label, value=value, updated_by=user)
+    change = ThresholdChange(model_version=model_version, label=label, changed_by=user)
+    store_setting(session, current, row, value, user, change)
+
+
+def store_setting(
+    session: Session,
+    current: ThresholdSetting | CameraThreshold | None,
+    new: ThresholdSetting | CameraThreshold,
+    value: float | None,
+    user: str,
+    change: ThresholdChange,
+) -> None:
+    """Put ``value`` in the setting row ``current`` (adding ``new`` where there is
+    none; removing it for None) and record ``change`` with the old and new values;
+    nothing when the value does not change."""
     old = current.value if current else None
     if old == value:
         return
@@ -109,20 +125,11 @@ def set_threshold(
         if current is not None:
             session.delete(current)
     elif current is None:
-        session.add(
-            ThresholdSetting(model_version=model_version, label=label, value=value, updated_by=user)
-        )
+        session.add(new)
     else:
         current.value, current.updated_by, current.updated_at = value, user, utcnow()
-    session.add(
-        ThresholdChange(
-            model_version=model_version,
-            label=label,
-            old_value=old,
-            new_value=value,
-            changed_by=user,
-        )
-    )
+    change.old_value, change.new_value = old, value
+    session.add(change)
     session.flush()
 
 
@@ -207,31 +214,11 @@ def set_camera_threshold(
         check_frame_threshold(value)
     camera = check_name(camera, "the camera")
     current = session.get(CameraThreshold, (camera, model_version))
-    old = current.value if current else None
-    if old == value:
-        return
-    if value is None:
-        if current is not None:
-            session.delete(current)
-    elif current is None:
-        session.add(
-            CameraThreshold(
-                camera=camera, model_version=model_version, value=value, updated_by=user
-            )
-        )
-    else:
-        current.value, current.updated_by, current.updated_at = value, user, utcnow()
-    session.add(
-        ThresholdChange(
-            model_version=model_version,
-            label=GLOBAL,
-            camera=camera,
-            old_value=old,
-            new_value=value,
-            changed_by=user,
-        )
+    row = CameraThreshold(camera=camera, model_version=model_version, value=value, updated_by=user)
+    change = ThresholdChange(
+        model_version=model_version, label=GLOBAL, camera=camera, changed_by=user
     )
-    session.flush()
+    store_setting(session, current, row, value, user, change)
 
 
 def set_camera_scale(session: Session, camera: str, scale: float, user: str) -> float | None:
