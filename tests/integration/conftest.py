@@ -3,8 +3,10 @@ writes them, a logged-in client, and API tokens made as an admin makes them."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -84,3 +86,28 @@ def make_token(app, name: str, *scopes: str) -> str:
 @pytest.fixture
 def api_token(app):
     return make_token(app, "mes-line-3", "submit", "read", "review", "metrics")
+
+
+@pytest.fixture
+def screenshots(tmp_path) -> Path:
+    """Where browser tests put screenshots: $SCREENSHOT_DIR (``make screenshots`` sets
+    it to docs/screenshots), else a temporary folder."""
+    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def page():
+    """A page of Debian's Chromium, headless, driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.integration.browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is missing: `make test` installs it")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        yield context.new_page()
+        browser.close()

@@ -7,13 +7,8 @@ docs/screenshots; otherwise a temporary folder).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 import redis
@@ -25,33 +20,12 @@ from core.jobs import QUEUE_NAME
 from core.tables import ApiToken, DeadLetter, Inspection, Reference
 from producer.client import InspectionClient
 from tests.conftest import (
-    BIN,
-    ROOT,
     SAMPLE,
-    free_port,
     sample_images,
     seed_references,
-    settings_env,
     wait_for_rows,
 )
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture
-def screenshots(tmp_path) -> Path:
-    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+from tests.integration.browser import admin_server
 
 
 @pytest.fixture
@@ -66,51 +40,8 @@ def site(settings, start_worker, tmp_path):
             client.submit_file(path, f"line-{1 + len(path.name) % 2}")
     wait_for_rows(settings.database_url, 30, 120)
 
-    port = free_port()
-    log = open(tmp_path / "admin.log", "ab")
-    server = subprocess.Popen(
-        [
-            str(BIN / "flask"),
-            "--app",
-            "admin",
-            "run",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=settings_env(settings),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/login", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError((tmp_path / "admin.log").read_text()) from None
-            time.sleep(0.2)
-    yield url
-    server.terminate()
-    server.wait(10)
-    log.close()
-
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is missing: `make test` installs it")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        yield context.new_page()
-        browser.close()
+    with admin_server(settings, tmp_path / "admin.log") as url:
+        yield url
 
 
 def count_dead_letters(settings) -> int:

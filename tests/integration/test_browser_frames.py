@@ -10,14 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,16 +25,12 @@ from core.blobs import BlobStore
 from core.db import session_scope
 from core.tables import Finding, Reference
 from tests.conftest import (
-    BIN,
-    ROOT,
     csrf_token,
-    free_port,
     png_bytes,
     seed_references,
-    settings_env,
 )
+from tests.integration.browser import admin_server
 from tests.integration.conftest import add_inspections, logged_in
-from tests.integration.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 Box = tuple[int, int, int, int]
 
@@ -146,13 +137,6 @@ def references_noted(settings, note: str) -> list[Reference]:
 
 
 @pytest.fixture
-def screenshots(tmp_path) -> Path:
-    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture
 def frame_site(settings, tmp_path) -> Iterator[tuple[str, FrameInspection]]:
     """The admin server (``flask run``, as test_browser.py starts it) over a library
     of references, an admin, a supervisor and one frame inspection with two findings."""
@@ -161,42 +145,8 @@ def frame_site(settings, tmp_path) -> Iterator[tuple[str, FrameInspection]]:
         create_user(session, "ada", "admin-password", "admin")
         create_user(session, "sam", "supervisor-password", "supervisor")
     frame = add_frame(settings)
-    port = free_port()
-    log = open(tmp_path / "admin.log", "ab")
-    server = subprocess.Popen(
-        [str(BIN / "flask"), "--app", "admin", "run", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=settings_env(settings),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/login", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError((tmp_path / "admin.log").read_text()) from None
-            time.sleep(0.2)
-    yield url, frame
-    server.terminate()
-    server.wait(10)
-    log.close()
-
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is missing: `make test` installs it")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        yield context.new_page()
-        browser.close()
+    with admin_server(settings, tmp_path / "admin.log") as url:
+        yield url, frame
 
 
 def log_in(page, url: str, user: str, password: str) -> None:
