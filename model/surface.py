@@ -6,7 +6,7 @@ the nearest features of good surface. Features trained to name NEU's classes
 need not put a hole in a tile far from the tile's texture. Here each step takes
 a surface image, two crops of it (the *good* view, its features the memory, and
 the *inspected* view, with synthetic defects painted on: dark or bright blobs,
-cracks, pasted patches, shading and broken edges, never drawn after any real
+cracks, pasted patches and shading, never drawn after any real
 defect set), and asks of the inspected view's features: on good surface, near
 the memory; on a defect, at least ``margin`` from all of it. Features are
 unit-normalised for this, so the margin has a fixed meaning.
@@ -37,7 +37,7 @@ class SurfaceConfig:
     stages: tuple[int, ...] = (1, 2)
     seed: int = 0
     #: which synthetic defects are painted
-    kinds: tuple[str, ...] = ("blob", "crack", "patch", "shading", "edge")
+    kinds: tuple[str, ...] = ("blob", "crack", "patch", "shading")
 
 
 def uniform(low: float, high: float, g: torch.Generator) -> float:
@@ -76,23 +76,14 @@ def crack(size: int, g: torch.Generator) -> torch.Tensor:
     return alpha
 
 
-def broken_edge(size: int, g: torch.Generator) -> torch.Tensor:
-    """An alpha mask of a chip off one side: a half-plane cut near the border."""
-    yy, xx = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
-    side = int(uniform(0, 4, g))
-    depth = uniform(4, 24, g)
-    tilt = uniform(-0.6, 0.6, g)
-    centre = uniform(0, size, g)
-    along, across = [(xx, yy), (xx, size - 1 - yy), (yy, xx), (yy, size - 1 - xx)][side]
-    edge = depth - (along - centre).abs() * abs(tilt) - across
-    return torch.sigmoid(edge * 2)
-
-
 def paint_defects(
     images: torch.Tensor, g: torch.Generator, kinds: tuple[str, ...] = SurfaceConfig.kinds
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Synthetic defects on (N, 1, S, S) images in [0, 255]: the painted images and
     the (N, 1, S, S) masks of where they differ."""
+    unknown = set(kinds) - set(SurfaceConfig.kinds)
+    if unknown:
+        raise ValueError(f"no synthetic defect {sorted(unknown)}; known: {SurfaceConfig.kinds}")
     out, masks = images.clone(), torch.zeros_like(images)
     n, _, size, _ = images.shape
     for i in range(n):
@@ -110,13 +101,10 @@ def paint_defects(
             alpha = soft_ellipse(size, g)
             j = int(uniform(0, n, g))
             target = torch.rot90(images[j, 0], k=int(uniform(1, 4, g)), dims=(0, 1))
-        elif kind == "shading":  # a broad region lighter or darker
+        else:  # shading: a broad region lighter or darker
             alpha = soft_ellipse(size, g)
             shift = uniform(35, 80, g) * (1 if uniform(0, 1, g) < 0.5 else -1)
             target = (images[i, 0] + shift).clamp(0, 255)
-        else:  # a chip off the edge, background showing
-            alpha = broken_edge(size, g)
-            target = torch.full_like(alpha, uniform(0, 40, g))
         out[i, 0] = images[i, 0] * (1 - alpha) + target * alpha
         masks[i, 0] = ((out[i, 0] - images[i, 0]).abs() > 12).float() * (alpha > 0.3)
     return out, masks
