@@ -37,9 +37,10 @@ test-unit: venv
 bench: venv services
 	$(PY) -m bench
 
-# Re-take the screenshots in docs/screenshots/ (the browser test, in Chromium).
+# Re-take the screenshots in docs/screenshots/ (the browser tests, in Chromium): the
+# pages as a supervisor works them, and each page at four screen widths.
 screenshots: venv system-deps services
-	SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q tests/integration/test_browser.py
+	SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q tests/integration/test_browser.py tests/integration/test_screen_widths.py
 
 lint: venv
 	$(VENV)/bin/ruff check .

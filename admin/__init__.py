@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, jsonify, redirect, request, url_for
+from flask import Flask, jsonify, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFProtect
 
@@ -59,6 +59,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         metrics,
         references,
         thresholds,
+        timezone,
         users,
     )
     from admin.db import get_db
@@ -69,6 +70,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     cli.init_app(app)
     metrics.init_app(app)
+    timezone.init_app(app)
     for blueprint in (
         auth.bp,
         inspections.bp,
@@ -96,7 +98,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             # the API's image_url, for a token that may read inspections
             refusal = refuse_token(get_db(), header, "read")
             return (jsonify(error=refusal[1]), refusal[0]) if refusal else None
-        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        # to the login page; a form posted here is carried through it, not lost
+        return auth.ask_to_log_in()
 
     # After the login guard, so an anonymous request is sent to log in first;
     # every state-changing request of a session then needs a CSRF token.

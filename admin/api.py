@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
@@ -26,9 +27,9 @@ from sqlalchemy.orm import Session
 
 from admin import api_schemas as schemas
 from admin.db import get_celery_client, get_db
-from admin.inspections import apply_review
 from admin.openapi import api_spec, errors, openapi_document
 from admin.review_queue import QueueFilter, fetch_page
+from admin.reviews import apply_review
 from admin.tokens import refuse_token
 from core.jobs import InspectJob, JobInvalid, parse_timestamp, send_job
 from core.settings import get_settings
@@ -152,7 +153,8 @@ def list_inspections() -> Any:
     Filters as the supervisors' queue has them; every status unless asked.
     """
     query: schemas.InspectionQuery = parsed("query")
-    f = QueueFilter.from_args(query.model_dump(exclude={"after", "limit"}))
+    # the API speaks UTC: a time without an offset is UTC, not the plant's clock
+    f = QueueFilter.from_args(query.model_dump(exclude={"after", "limit"}), zone=UTC)
     limit = min(max(query.limit, 1), MAX_LIMIT)
     db = get_db()
     rows, cursor = fetch_page(db, f, query.after or None, limit)
@@ -193,6 +195,7 @@ def review_inspection(inspection_id: int) -> Any:
     body: schemas.ReviewRequest = parsed("json")
     try:
         apply_review(
+            db,
             row,
             body.action,
             body.label or "",

@@ -8,15 +8,18 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from admin.auth import create_user
+from admin.labels import near_duplicates
 from core.blobs import BlobStore
 from core.db import session_scope
 from core.images import ImageRejected
 from core.references import add_reference, seed_from_folder
 from core.settings import get_settings
 from core.surface_memories import DEFAULT_SCALE
-from core.tables import REFERENCE_KINDS, ROLES, TOKEN_SCOPES
+from core.tables import REFERENCE_KINDS, ROLES, TOKEN_SCOPES, Label
 from core.thresholds import MAX_SCALE, MIN_SCALE, set_camera_scale
 
 
@@ -58,14 +61,23 @@ def create_user_command(name: str, role: str, password: str) -> None:
     help="with --kind ok: FILE is a good frame of this camera; its good frames build a "
     "memory of good surface, and its frames are then judged by findings",
 )
+@click.option(
+    "--new-label",
+    is_flag=True,
+    help="LABEL is a new label although it looks like one that exists ('Scratch' beside "
+    "'scratches'); without it such a LABEL is refused",
+)
 @click.option("--added-by", default="cli", show_default=True)
 def add_reference_command(
-    file: Path, label: str, kind: str, camera: str | None, added_by: str
+    file: Path, label: str, kind: str, camera: str | None, new_label: bool, added_by: str
 ) -> None:
-    """Register FILE as a one-shot reference image; workers pick it up without restart."""
+    """Register FILE as a one-shot reference image; workers pick it up without restart.
+    A LABEL not in the list of labels is added to it."""
     settings = get_settings()
+    label = label.strip()
     try:
         with session_scope(current_app.config["DATABASE_URL"]) as session:
+            created = check_new_label(session, label, new_label)
             reference = add_reference(
                 session,
                 BlobStore(current_app.config["BLOB_DIR"]),
@@ -81,7 +93,24 @@ def add_reference_command(
     except (ValueError, ImageRejected) as exc:
         raise click.ClickException(f"{file}: {exc}") from None
     scope = f" for camera {camera}" if camera else ""
+    if created:
+        click.echo(f"created the label {label!r}")
     click.echo(f"added reference {ref_id}: {label} ({kind}){scope} from {file}")
+
+
+def check_new_label(session: Session, label: str, meant: bool) -> bool:
+    """Whether ``label`` is new to the list of labels; a ``ValueError`` when it looks
+    like labels that exist and ``meant`` (``--new-label``) was not given."""
+    if not label or session.get(Label, label) is not None:
+        return False
+    similar = near_duplicates(label, session.scalars(select(Label.name)))
+    if similar and not meant:
+        names = ", ".join(repr(name) for name in similar)
+        raise ValueError(
+            f"{label!r} looks like the existing label(s) {names}: give --label "
+            f"{similar[0]!r}, or add --new-label to create {label!r}"
+        )
+    return True
 
 
 @click.command("seed-references")

@@ -4,6 +4,11 @@ bare "500" for what was only a bad request.
 Values the database refuses (a NUL character, a name longer than its column, a
 number out of range) are the request's fault: 400, not 500, with the request's
 session rolled back. Anything else unexpected is a 500 that says so politely.
+
+A form whose CSRF token was refused (the page had been open too long) gets the
+"Submit again" page of ``stale_forms.py``, which keeps what was typed; a script's
+``fetch`` gets JSON with ``"stale": true``, so that it can fetch a new token
+(``GET /csrf-token``) and send again.
 """
 
 from __future__ import annotations
@@ -12,8 +17,11 @@ import logging
 from typing import Any
 
 from flask import Flask, g, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from admin.stale_forms import stale_token_page
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +36,23 @@ MESSAGES = {
 }
 
 
+STALE_TOKEN = (
+    "The page's form token had expired or is missing, so nothing was saved; "
+    "fetch a new one (GET /csrf-token) and send again."
+)
+
+
 def wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path == "/metrics"
+    return request.path.startswith("/api/") or request.path == "/metrics" or is_fetch()
+
+
+def is_fetch() -> bool:
+    """A request from a page's script (it says so, or prefers JSON to HTML), which
+    wants an answer it can read, not a page."""
+    if request.headers.get("X-Requested-With", "").lower() in ("fetch", "xmlhttprequest"):
+        return True
+    accept = request.accept_mimetypes
+    return request.is_json or accept["application/json"] > accept["text/html"]
 
 
 def respond(code: int, message: str | None = None) -> Any:
@@ -43,10 +66,17 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         # Flask's own descriptions are for developers; ours say what to do.
-        code, message = exc.code or 500, None
-        if code == 400 and "CSRF" in str(exc.description):
-            message = f"The form was not accepted ({exc.description}); reload the page."
-        return respond(code, message)
+        return respond(exc.code or 500)
+
+    @app.errorhandler(CSRFError)
+    def stale_form(exc: CSRFError) -> Any:
+        if is_fetch():
+            return jsonify({"error": STALE_TOKEN, "reason": exc.description, "stale": True}), 400
+        if request.endpoint == "auth.login":
+            from admin.auth import expired_login_page  # auth imports this module
+
+            return expired_login_page(str(exc.description))
+        return stale_token_page(str(exc.description))
 
     @app.errorhandler(DataError)
     def refused_value(exc: DataError) -> Any:

@@ -6,23 +6,27 @@ import csv
 import io
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from flask import (
     Blueprint,
     Response,
     current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
     url_for,
 )
-from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
+from werkzeug.datastructures import MultiDict
 
 from admin.auth import safe_next
 from admin.db import get_db, get_or_404
+from admin.errors import is_fetch
+from admin.labels import filter_labels
 from admin.review_queue import (
     SORTS,
     QueueFilter,
@@ -30,8 +34,22 @@ from admin.review_queue import (
     distinct_values,
     fetch_page,
     findings_of,
+    neighbours,
     next_pending,
+    page_start,
 )
+from admin.reviews import (
+    REVIEW_ACTIONS,
+    NothingToUndo,
+    apply_review,
+    commit_once,
+    event_view,
+    history,
+    new_request_id,
+    review_result,
+    undo_last,
+)
+from admin.similar import similar_confirmed
 from core.db import get_sessionmaker
 from core.tables import (
     REVIEW_STATES,
@@ -40,19 +58,14 @@ from core.tables import (
     Finding,
     Inspection,
     Reference,
-    check_name,
-    utcnow,
 )
 
 bp = Blueprint("inspections", __name__)
-REVIEW_ACTIONS = {"confirm": "confirmed", "false_alarm": "false_alarm", "relabel": "relabeled"}
+bp.add_app_template_global(new_request_id)
 CSV_LIMIT = 100_000
-#: the box the detail page shows a frame in (CSS pixels; narrower screens shrink it),
-#: and how much a small image may be enlarged to fill it
-FRAME_BOX = (1000, 480)
-FRAME_MAX_SCALE = 1.5
-#: the box a queue thumbnail is shown in
+#: the box a queue thumbnail is shown in, and a gallery's (at most 2x enlarged)
 THUMB_BOX = (96, 72)
+GALLERY_BOX = (340, 260)
 
 
 @bp.app_template_global()
@@ -88,11 +101,18 @@ def queue() -> Any:
         db, f, request.args.get("after"), current_app.config["PAGE_SIZE"]
     )
     total, more = bounded_count(db, f)
+    carried = queue_args(f, request.args)
+    gallery = carried.get("view") == "gallery"
     return render_template(
         "queue.html",
         rows=rows,
         findings=findings_of(db, [row.id for row in rows]),
-        thumb_box=THUMB_BOX,
+        thumb_box=GALLERY_BOX if gallery else THUMB_BOX,
+        gallery=gallery,
+        carried=carried,
+        # the pages' links keep the view; the toggle swaps it
+        page_args={**f.as_args(), **({"view": "gallery"} if gallery else {})},
+        toggle_args={**f.as_args(), **({} if gallery else {"view": "gallery"})},
         f=f,
         next_cursor=next_cursor,
         total=total,
@@ -106,10 +126,25 @@ def queue() -> Any:
     )
 
 
+def queue_args(f: QueueFilter, args: Any) -> dict[str, Any]:
+    """The queue's filter, page and view as query arguments: detail pages carry them,
+    so that next and previous follow the queue and "back" returns to its place."""
+    place = {k: str(args[k]) for k in ("after", "view") if args.get(k)}
+    if place.get("view") != "gallery":
+        place.pop("view", None)
+    return {**f.as_args(), **place}
+
+
+def queue_of(query: str) -> tuple[QueueFilter, dict[str, Any]]:
+    """The queue filter and arguments a review form carries as a query string."""
+    args = MultiDict(parse_qsl(query[:2000]))
+    f = QueueFilter.from_args(args)
+    return f, queue_args(f, args)
+
+
 def label_choices(db: Any) -> list[str]:
-    labels = set(distinct_values(db, Inspection.label))
-    labels |= set(db.scalars(select(Reference.label).distinct()))
-    return sorted(labels)
+    """The queue's label filter and the relabel list: the active labels (admin.labels)."""
+    return filter_labels(db)
 
 
 ROW_COLUMNS = [
@@ -201,7 +236,9 @@ def detail(inspection_id: int) -> Any:
         .order_by(Finding.rank)
         .options(selectinload(Finding.reference))
     ).all()
-    following = next_pending(db, inspection)
+    f = QueueFilter.from_args(request.args)
+    carried = queue_args(f, request.args)
+    previous, following = neighbours(db, f, inspection)
     labels = label_choices(db)
     distances = inspection.distances or []
     chart_items = [
@@ -213,67 +250,144 @@ def detail(inspection_id: int) -> Any:
         nearest=nearest,
         distances=distances,
         chart_items=chart_items,
+        previous=previous,
         following=following,
+        carried=carried,
+        queue_query=urlencode(carried),
+        back_url=back_to_queue(f, carried, inspection),
+        events=[event_view(e) for e in history(db, inspection.id)],
         labels=labels,
         findings=findings,
         reference_labels=[label for label in labels if label != UNKNOWN_LABEL],
-        frame_box=FRAME_BOX,
-        frame_max_scale=FRAME_MAX_SCALE,
+        similar=similar_confirmed(db, inspection),
     )
 
 
-def apply_review(
-    inspection: Inspection, action: str, label: str, comment: str, reviewer: str | None = None
-) -> None:
-    """Record a review (who and when, always): the logged-in user unless ``reviewer``."""
-    if action not in REVIEW_ACTIONS and action != "comment":
-        raise ValueError(f"unknown review action {action!r}")
-    if action == "relabel" and not label.strip():
-        raise ValueError("choose the label the image should have")
-    if action != "comment":
-        inspection.review_state = REVIEW_ACTIONS[action]
-        relabeled = check_name(label, "the label") if action == "relabel" else None
-        inspection.review_label = relabeled or inspection.label
-    if comment.strip():
-        inspection.review_comment = comment.strip()[:2000].replace("\0", "")
-    inspection.reviewed_by = (reviewer or current_user.username)[:80]
-    inspection.reviewed_at = utcnow()
+def back_to_queue(f: QueueFilter, carried: dict[str, Any], inspection: Inspection) -> str:
+    """The queue page that holds the inspection's place, the inspection highlighted."""
+    size = current_app.config["PAGE_SIZE"]
+    after = page_start(get_db(), f, inspection, carried.get("after"), size)
+    args = (
+        {**carried, "after": after} if after else {k: v for k, v in carried.items() if k != "after"}
+    )
+    return url_for("inspections.queue", **args, focus=inspection.id, _anchor=f"row-{inspection.id}")
+
+
+def refused(message: str, status: int, back: str) -> Any:
+    get_db().rollback()
+    if is_fetch():
+        return jsonify({"error": message}), status
+    flash(message, "error")
+    return redirect(back)
 
 
 @bp.route("/inspections/<int:inspection_id>/review", methods=["POST"])
 def review(inspection_id: int) -> Any:
+    """Record a review. ``then=next``: go on to (or, for a script, name) the next item
+    awaiting review in the queue the form carries (``queue``: its query string); a
+    comment stays on the item. A script gets the review's result as JSON."""
     db = get_db()
     inspection = get_or_404(Inspection, inspection_id)
-    action = request.form.get("action", "")
+    form = request.form
+    action = form.get("action", "")
+    f, carried = queue_of(form.get("queue", ""))
+    here = url_for("inspections.detail", inspection_id=inspection_id, **carried)
     try:
-        apply_review(
-            inspection, action, request.form.get("label", ""), request.form.get("comment", "")
+        recorded = commit_once(
+            db,
+            lambda: apply_review(
+                db,
+                inspection,
+                action,
+                form.get("label", ""),
+                form.get("comment", ""),
+                request_id=form.get("request_id"),
+            ),
         )
     except ValueError as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("inspections.detail", inspection_id=inspection_id))
-    following = next_pending(db, inspection)
-    db.commit()
-    flash(f"Inspection {inspection_id}: {inspection.review_state.replace('_', ' ')}.", "info")
-    if request.form.get("then") == "queue":
-        return redirect(safe_next(request.form.get("back")))
-    if request.form.get("then") == "next" and following is not None:
-        return redirect(url_for("inspections.detail", inspection_id=following.id))
-    return redirect(url_for("inspections.detail", inspection_id=inspection_id))
+        return refused(str(exc), 400, here)
+    moves_on = form.get("then") == "next" and action != "comment"
+    following = next_pending(db, f, inspection) if moves_on else None
+    next_url = (
+        url_for("inspections.detail", inspection_id=following.id, **carried) if following else None
+    )
+    if is_fetch():
+        return jsonify({**review_result(inspection, recorded), "next_url": next_url})
+    flash(f"Inspection {inspection_id}: {recorded.event.state_after.replace('_', ' ')}.", "info")
+    return redirect(next_url or here)
+
+
+@bp.route("/inspections/<int:inspection_id>/undo", methods=["POST"])
+def undo(inspection_id: int) -> Any:
+    """Undo the inspection's last review not yet undone (``event_id``: only if that
+    one is still the last)."""
+    db = get_db()
+    inspection = get_or_404(Inspection, inspection_id)
+    form = request.form
+    _, carried = queue_of(form.get("queue", ""))
+    here = url_for("inspections.detail", inspection_id=inspection_id, **carried)
+    expected = form.get("event_id", "")
+    try:
+        recorded = commit_once(
+            db,
+            lambda: undo_last(
+                db,
+                inspection,
+                request_id=form.get("request_id"),
+                expected_event_id=int(expected) if expected.isdigit() else None,
+            ),
+        )
+    except NothingToUndo as exc:
+        return refused(str(exc).capitalize() + ".", 409, here)
+    except ValueError as exc:
+        return refused(str(exc), 400, here)
+    if is_fetch():
+        return jsonify(review_result(inspection, recorded))
+    flash(
+        f"Inspection {inspection_id}: undone, {inspection.review_state.replace('_', ' ')} again.",
+        "info",
+    )
+    return redirect(here)
 
 
 @bp.route("/inspections/bulk", methods=["POST"])
 def bulk_review() -> Any:
-    """Confirm (or mark as false alarms) every selected inspection at once."""
+    """Confirm (or mark as false alarms) every selected inspection at once; each gets
+    its own history event (``request_id``: each row's is it plus ".<id>")."""
     db = get_db()
     action = request.form.get("action", "confirm")
-    ids = [int(i) for i in request.form.getlist("ids") if i.isdigit()]
+    ids = [int(i) for i in request.form.getlist("ids") if i.isdigit() and len(i) < 10]
+    back = safe_next(request.form.get("back"))
     if action not in ("confirm", "false_alarm") or not ids:
-        flash("Select inspections first, then confirm them or mark them as false alarms.", "error")
-    else:
-        rows = db.scalars(select(Inspection).where(Inspection.id.in_(ids))).all()
-        for row in rows:
-            apply_review(row, action, "", "")
-        db.commit()
-        flash(f"{len(rows)} inspection(s) {REVIEW_ACTIONS[action].replace('_', ' ')}.", "info")
-    return redirect(safe_next(request.form.get("back")))
+        message = "Select inspections first, then confirm them or mark them as false alarms."
+        return refused(message, 400, back)
+    request_id = request.form.get("request_id") or ""
+
+    def review_all() -> list[dict[str, Any]]:
+        rows = db.scalars(
+            select(Inspection).where(Inspection.id.in_(ids)).order_by(Inspection.id)
+        ).all()
+        return [
+            review_result(
+                row,
+                apply_review(
+                    db,
+                    row,
+                    action,
+                    "",
+                    "",
+                    request_id=f"{request_id}.{row.id}" if request_id else None,
+                ),
+            )
+            for row in rows
+        ]
+
+    try:
+        results = commit_once(db, review_all)
+    except ValueError as exc:
+        return refused(str(exc), 400, back)
+    message = f"{len(results)} inspection(s) {REVIEW_ACTIONS[action].replace('_', ' ')}."
+    if is_fetch():
+        return jsonify({"results": results, "message": message})
+    flash(message, "info")
+    return redirect(back)

@@ -1,5 +1,10 @@
 """The reference library: upload, list by label with match counts, deactivate; add
-a frame's finding, or a box an admin drew on a frame, as a reference.
+a frame's finding, or a box an admin drew on a frame, as a reference; the labels to
+choose from, (de)activated.
+
+Every form chooses its label from the list (``admin.labels``): a new one is an
+explicit choice, and one that looks like an existing label is confirmed first.
+Deactivating asks first (``admin.confirmation``).
 
 Everyone may look; only admins change it. Workers notice every change on their
 next batch (``core.references.ReferenceCache``), without a restart.
@@ -11,22 +16,39 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from PIL import Image
 from sqlalchemy import func, select
-from wtforms import SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length
+from wtforms import SelectField, TextAreaField
+from wtforms.validators import Length
 
+from admin.confirmation import Pick, Question, ask, confirmed
 from admin.db import get_db, get_or_404, get_store
 from admin.images import Box, cut, png_bytes, square_around
+from admin.labels import (
+    NEW_LABEL,
+    SimilarLabel,
+    active_labels,
+    chosen_label,
+    near_duplicates,
+    set_label_active,
+)
 from admin.roles import admin_required
 from core.images import ImageRejected, decode_image
 from core.references import add_reference
 from core.settings import get_settings
-from core.tables import REFERENCE_KINDS, UNKNOWN_LABEL, Finding, Inspection, Reference
+from core.tables import (
+    REFERENCE_KINDS,
+    UNKNOWN_LABEL,
+    Finding,
+    Inspection,
+    Label,
+    Reference,
+    check_name,
+)
 
 bp = Blueprint("references", __name__, url_prefix="/references")
 
@@ -41,8 +63,9 @@ _WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
 
 
 class ReferenceForm(FlaskForm):
+    """The upload form; its label is chosen as every label is (``admin.labels``)."""
+
     image = FileField("Image", validators=[FileRequired()])
-    label = StringField("Label", validators=[DataRequired(), Length(max=80)])
     kind = SelectField("Kind", choices=list(REFERENCE_KINDS))
     note = TextAreaField("Note", validators=[Length(max=500)])
 
@@ -73,26 +96,71 @@ def library() -> Any:
         advised=ADVISED_REFERENCES,
         matches=matches,
         form=ReferenceForm(),
+        choices=reference_choices(),
+        labels=db.scalars(select(Label).order_by(Label.name)).all(),
     )
+
+
+def reference_choices() -> list[str]:
+    """The labels a reference may be given: the active ones, less the line's name for
+    a defect no reference matches."""
+    return [label for label in active_labels(get_db()) if label != UNKNOWN_LABEL]
+
+
+def chosen_reference_label(form: Mapping[str, str]) -> str:
+    """The label a reference form chose (``admin.labels.chosen_label``), never the
+    line's ``unknown``; a new one is added to the list with the reference."""
+    typed = form.get("new_label") if form.get("label") == NEW_LABEL else form.get("label")
+    if typed:
+        reference_label(typed)
+    return chosen_label(get_db(), form, current_user.username, needs="a reference")
+
+
+def confirm_new_label(similar: SimilarLabel, back: str) -> Any:
+    """The page that asks, without the page's script, whether a new label that looks
+    like existing ones is meant; nothing is added until it is answered."""
+    options = [(label, f"Use the existing label '{label}'") for label in similar.similar]
+    options.append((NEW_LABEL, f"Create the new label '{similar.name}' all the same"))
+    return ask(
+        Question(
+            title=f"Is '{similar.name}' a new label?",
+            changes=[str(similar)],
+            back=back,
+            yes="Add the reference",
+            pick=Pick("label", options),
+            replace={"confirm_similar": similar.name},
+        )
+    )
+
+
+@bp.get("/labels/similar")
+def similar_labels() -> Any:
+    """The labels a name typed for a new label looks like (the forms' script warns
+    with them while it is typed): ``{"name", "exists", "similar": [...]}``."""
+    name = (request.args.get("name") or "").strip()[:200]
+    names = list(get_db().scalars(select(Label.name)))
+    return jsonify(name=name, exists=name in names, similar=near_duplicates(name, names))
 
 
 @bp.route("/", methods=["POST"])
 @admin_required
 def upload() -> Any:
     form = ReferenceForm()
+    back = url_for("references.library")
     if not form.validate_on_submit():
         for errors in form.errors.values():
             for error in errors:
                 flash(error, "error")
-        return redirect(url_for("references.library"))
+        return redirect(back)
     settings = get_settings()
     db = get_db()
     try:
+        label = chosen_reference_label(request.form)
         reference = add_reference(
             db,
             get_store(),
             form.image.data.read(),
-            form.label.data,
+            label,
             form.kind.data,
             current_user.username,
             settings.max_image_bytes,
@@ -100,16 +168,19 @@ def upload() -> Any:
         )
         reference.note = form.note.data or None
         db.commit()
+    except SimilarLabel as similar:
+        db.rollback()
+        return confirm_new_label(similar, back)
     except (ValueError, ImageRejected) as exc:
         db.rollback()
         flash(f"Not added: {exc}", "error")
-        return redirect(url_for("references.library"))
+        return redirect(back)
     flash(
         f"Reference {reference.id} added: {reference.label} ({reference.kind}). "
         "Workers use it from their next batch.",
         "info",
     )
-    return redirect(url_for("references.library"))
+    return redirect(back)
 
 
 @bp.route("/<int:reference_id>/active", methods=["POST"])
@@ -117,11 +188,71 @@ def upload() -> Any:
 def set_active(reference_id: int) -> Any:
     db = get_db()
     reference = get_or_404(Reference, reference_id)
-    reference.active = request.form.get("active") == "1"
+    active = request.form.get("active") == "1"
+    if reference.active and not active and not confirmed():
+        others = get_db().scalar(
+            select(func.count(Reference.id)).where(
+                Reference.label == reference.label,
+                Reference.active.is_(True),
+                Reference.id != reference.id,
+            )
+        )
+        left = (
+            f"{others} other active reference(s) of '{reference.label}' remain."
+            if others
+            else f"It is the last active reference of '{reference.label}': images of that "
+            "defect will no longer be named by a reference."
+        )
+        return ask(
+            Question(
+                title=f"Deactivate reference {reference_id}?",
+                changes=[
+                    f"Reference {reference_id} ({reference.label}, {reference.kind}) is no "
+                    "longer matched from the workers' next batch; it stays in the library "
+                    "and can be activated again.",
+                    left,
+                ],
+                back=url_for("references.library"),
+            )
+        )
+    reference.active = active
     db.commit()
     state = "active again" if reference.active else "deactivated"
     flash(f"Reference {reference_id} ({reference.label}) {state}.", "info")
     return redirect(url_for("references.library"))
+
+
+@bp.post("/labels/active")
+@admin_required
+def set_label_state() -> Any:
+    """Deactivate a label (after a confirmation) or activate it again."""
+    db = get_db()
+    back = url_for("references.library", _anchor="labels")
+    active = request.form.get("active") == "1"
+    try:
+        name = check_name(request.form.get("name") or "", "the label")
+        label = db.get(Label, name)
+        if label is not None and label.active and not active and not confirmed():
+            return ask(
+                Question(
+                    title=f"Deactivate the label '{name}'?",
+                    changes=[
+                        f"'{name}' leaves the queue's label filter, the relabel lists and "
+                        "the labels new references are given.",
+                        "Inspections and references that carry it keep it, and references "
+                        "of it are still matched; it can be activated again.",
+                    ],
+                    back=back,
+                )
+            )
+        set_label_active(db, name, active)
+        db.commit()
+    except ValueError as exc:
+        db.rollback()
+        flash(str(exc), "error")
+        return redirect(back)
+    flash(f"Label '{name}' {'active again' if active else 'deactivated'}.", "info")
+    return redirect(back)
 
 
 @bp.route("/from-inspection/<int:inspection_id>", methods=["POST"])
@@ -132,10 +263,14 @@ def from_inspection(inspection_id: int) -> Any:
     inspection = db.get(Inspection, inspection_id)
     if inspection is None or not inspection.image_key:
         abort(404)
-    label = (request.form.get("label") or inspection.label or "").strip()
+    back = url_for("inspections.detail", inspection_id=inspection_id)
+    form = request.form.to_dict()
+    if not form.get("label"):
+        form["label"] = inspection.review_label or inspection.label or ""
     kind = request.form.get("kind", "defect")
     settings = get_settings()
     try:
+        label = chosen_reference_label(form)
         data = get_store().get(inspection.image_key)
         reference = add_reference(
             db,
@@ -149,12 +284,15 @@ def from_inspection(inspection_id: int) -> Any:
         )
         reference.note = f"from inspection {inspection_id}"
         db.commit()
+    except SimilarLabel as similar:
+        db.rollback()
+        return confirm_new_label(similar, back)
     except (ValueError, ImageRejected, OSError) as exc:
         db.rollback()
         flash(f"Not added: {exc}", "error")
-        return redirect(url_for("inspections.detail", inspection_id=inspection_id))
+        return redirect(back)
     flash(f"Inspection {inspection_id} is now reference {reference.id}: {label} ({kind}).", "info")
-    return redirect(url_for("inspections.detail", inspection_id=inspection_id))
+    return redirect(back)
 
 
 def frame_of(inspection: Inspection) -> Image.Image:
@@ -232,13 +370,19 @@ def from_finding(finding_id: int) -> Any:
     inspection = finding.inspection
     number = finding.rank + 1  # the page numbers findings from 1, the most anomalous
     back = url_for("inspections.detail", inspection_id=inspection.id, _anchor="findings")
-    label = request.form.get("label") or finding.label
+    form = request.form.to_dict()
+    if not form.get("label"):
+        form["label"] = finding.label
     try:
+        label = chosen_reference_label(form)
         frame = frame_of(inspection)
         box = square_around((finding.x, finding.y, finding.width, finding.height), frame.size)
         reference = add_crop(frame, box, label, "defect")
         reference.note = f"from finding {number} of inspection {inspection.id}"
         db.commit()
+    except SimilarLabel as similar:
+        db.rollback()
+        return confirm_new_label(similar, back)
     except (ValueError, ImageRejected) as exc:
         db.rollback()
         flash(f"Not added: {exc}", "error")
@@ -262,11 +406,13 @@ def from_box(inspection_id: int) -> Any:
     try:
         frame = frame_of(inspection)
         x, y, width, height = box = parse_box(request.form, frame.size)
-        reference = add_crop(
-            frame, box, request.form.get("label", ""), request.form.get("kind", "defect")
-        )
+        label = chosen_reference_label(request.form)
+        reference = add_crop(frame, box, label, request.form.get("kind", "defect"))
         reference.note = f"box {x},{y},{width},{height} of inspection {inspection_id}"
         db.commit()
+    except SimilarLabel as similar:
+        db.rollback()
+        return confirm_new_label(similar, back)
     except (ValueError, ImageRejected) as exc:
         db.rollback()
         flash(f"Not added: {exc}", "error")

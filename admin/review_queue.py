@@ -12,8 +12,8 @@ the same reason.
 from __future__ import annotations
 
 import base64
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, tzinfo
 from math import isfinite
 from typing import Any
 
@@ -21,16 +21,15 @@ from sqlalchemy import (
     ColumnElement,
     Float,
     Select,
-    and_,
     func,
     literal,
     literal_column,
-    or_,
     select,
     tuple_,
 )
 from sqlalchemy.orm import Session
 
+from admin.timezone import site_zone
 from core.tables import REVIEW_STATES, STATUSES, Finding, Inspection
 
 COUNT_LIMIT = 10_000
@@ -59,14 +58,15 @@ MAX_FILTER_LENGTH = 200
 MAX_ROW_ID = 2**31 - 1  # inspections.id is a 32-bit integer
 
 
-def parse_time(text: str | None) -> datetime | None:
-    """An ISO 8601 time as an aware UTC datetime; None for anything else (a
-    malformed time, or one so far out that it cannot be written in UTC)."""
+def parse_time(text: str | None, zone: tzinfo = UTC) -> datetime | None:
+    """An ISO 8601 time as an aware UTC datetime, one without an offset read on the
+    clock of ``zone`` (the site's: the plant's); None for anything else (a malformed
+    time, or one so far out that it cannot be written in UTC)."""
     if not text:
         return None
     try:
         value = datetime.fromisoformat(text)
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        return (value if value.tzinfo else value.replace(tzinfo=zone)).astimezone(UTC)
     except (ValueError, OverflowError):
         return None
 
@@ -78,37 +78,60 @@ def clean_filter_value(text: str) -> str:
     return text.strip()[: MAX_FILTER_LENGTH + 1]
 
 
+#: the query arguments of a QueueFilter
+FILTER_ARGS = ("status", "camera", "label", "review", "since", "until", "sort")
+
+
 @dataclass
 class QueueFilter:
     status: str = "flagged"  # "" for any status
     camera: str = ""
     label: str = ""
-    review: str = ""
+    review: str = ""  # "" for any review state; from_args makes "pending" the default
     since: str = ""  # ISO 8601, as typed in the form
     until: str = ""
     sort: str = "newest"
+    # the clock since and until without an offset are read on: not a query argument
+    zone: tzinfo = field(default=UTC, repr=False, compare=False)
 
     @classmethod
-    def from_args(cls, args: Any) -> QueueFilter:
+    def from_args(cls, args: Any, zone: tzinfo | None = None) -> QueueFilter:
+        """The filter of query arguments; times without an offset in ``zone``, by
+        default the site's plant time zone (the API passes UTC)."""
         f = cls(
-            **{
-                k: clean_filter_value(str(args.get(k) or ""))
-                for k in cls.__dataclass_fields__
-                if k in args
-            }
+            **{k: clean_filter_value(str(args.get(k) or "")) for k in FILTER_ARGS if k in args},
+            zone=zone or site_zone(),
         )
         if "status" not in args:
             f.status = "flagged"
         if f.status not in ("", *STATUSES):
             f.status = "flagged"
-        if f.review not in ("", *REVIEW_STATES):
+        # The queue is for reviewing: what waits for review unless asked otherwise
+        # ("any" or "" is asked: the API sends "" for any).
+        if "review" not in args:
+            f.review = "pending"
+        if f.review not in REVIEW_STATES:
             f.review = ""
         if f.sort not in SORTS:
             f.sort = "newest"
         return f
 
     def as_args(self) -> dict[str, str]:
-        return {k: v for k, v in asdict(self).items() if v or k == "status"}
+        """The filter as query arguments that ``from_args`` reads back the same: the
+        values that differ from the queue's defaults ("" for any status, "any" for
+        any review state), so that the default queue's links stay short."""
+        args = {k: getattr(self, k) for k in FILTER_ARGS if getattr(self, k)}
+        if self.status == "flagged":
+            del args["status"]
+        elif not self.status:
+            args["status"] = ""
+        if self.review == "pending":
+            del args["review"]
+        elif not self.review:
+            args["review"] = "any"
+        if self.sort == "newest":
+            del args["sort"]
+        return args
 
     def conditions(self) -> list[ColumnElement[bool]]:
         where: list[ColumnElement[bool]] = []
@@ -120,20 +143,25 @@ class QueueFilter:
             where.append(Inspection.label == self.label)
         if self.review:
             where.append(Inspection.review_state == self.review)
-        if since := parse_time(self.since):
+        if since := parse_time(self.since, self.zone):
             where.append(Inspection.processed_at >= since)
-        if until := parse_time(self.until):
+        if until := parse_time(self.until, self.zone):
             where.append(Inspection.processed_at < until)
         return where
 
 
+def sort_position(row: Inspection, sort: str) -> tuple[Any, int]:
+    """Where ``row`` stands in the order ``sort``: its sort value and id."""
+    if sort in ("newest", "oldest"):
+        return row.processed_at, row.id
+    return (row.dissimilarity if row.dissimilarity is not None else -1.0), row.id
+
+
 def encode_cursor(row: Inspection, sort: str) -> str:
     """An opaque, URL-safe position: the row's sort value and id."""
-    if sort in ("newest", "oldest"):
-        value = row.processed_at.isoformat()
-    else:
-        value = repr(row.dissimilarity if row.dissimilarity is not None else -1.0)
-    return base64.urlsafe_b64encode(f"{value}~{row.id}".encode()).decode().rstrip("=")
+    value, row_id = sort_position(row, sort)
+    text = value.isoformat() if isinstance(value, datetime) else repr(value)
+    return base64.urlsafe_b64encode(f"{text}~{row_id}".encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, sort: str) -> tuple[Any, int] | None:
@@ -168,19 +196,32 @@ def fetch_page(
 
 def page_query(f: QueueFilter, after: str | None, limit: int) -> Select[tuple[Inspection]]:
     """The rows of ``f`` after the cursor ``after``, in ``f``'s order, at most ``limit``."""
-    descending, _ = SORTS[f.sort]
+    return keyset_query(f, decode_cursor(after, f.sort) if after else None, limit)
+
+
+def keyset_query(
+    f: QueueFilter, position: tuple[Any, int] | None, limit: int, backwards: bool = False
+) -> Select[tuple[Inspection]]:
+    """The rows of ``f`` after ``position`` (a ``sort_position``) in ``f``'s order, at
+    most ``limit``; ``backwards``: the rows before it, nearest first."""
+    descending = SORTS[f.sort][0] != backwards
     key = _sort_key(f.sort)
     query = select(Inspection).where(*f.conditions())
-    position = decode_cursor(after, f.sort) if after else None
     if position is not None:
-        value, row_id = position
-        # A row-value comparison, which PostgreSQL turns into a range scan of the
-        # (status, processed_at, id) index; "a < x OR (a = x AND b < y)" it does not.
-        position_key = tuple_(key, Inspection.id)
-        after_row = tuple_(literal(value, type_=key.type), literal(row_id))
-        query = query.where(position_key < after_row if descending else position_key > after_row)
+        query = query.where(_beyond(f.sort, position, descending))
     order = (key.desc(), Inspection.id.desc()) if descending else (key.asc(), Inspection.id.asc())
     return query.order_by(*order).limit(limit)
+
+
+def _beyond(sort: str, position: tuple[Any, int], descending: bool) -> ColumnElement[bool]:
+    """Rows past ``position`` going down (``descending``) or up the sort key."""
+    key = _sort_key(sort)
+    value, row_id = position
+    # A row-value comparison, which PostgreSQL turns into a range scan of the
+    # (status, processed_at, id) index; "a < x OR (a = x AND b < y)" it does not.
+    position_key = tuple_(key, Inspection.id)
+    at = tuple_(literal(value, type_=key.type), literal(row_id))
+    return position_key < at if descending else position_key > at
 
 
 def findings_of(db: Session, inspection_ids: list[int]) -> dict[int, list[Finding]]:
@@ -198,35 +239,54 @@ def findings_of(db: Session, inspection_ids: list[int]) -> dict[int, list[Findin
     return found
 
 
-def bounded_count(db: Session, f: QueueFilter) -> tuple[int, bool]:
-    """How many rows match, counting at most COUNT_LIMIT (and whether it stopped there)."""
-    inner = select(Inspection.id).where(*f.conditions()).limit(COUNT_LIMIT + 1).subquery()
+def bounded_count(db: Session, f: QueueFilter, limit: int = COUNT_LIMIT) -> tuple[int, bool]:
+    """How many rows match, counting at most ``limit`` (and whether it stopped there)."""
+    inner = select(Inspection.id).where(*f.conditions()).limit(limit + 1).subquery()
     count = db.scalar(select(func.count()).select_from(inner)) or 0
-    return min(count, COUNT_LIMIT), count > COUNT_LIMIT
+    return min(count, limit), count > limit
 
 
-def next_pending(db: Session, current: Inspection | None) -> Inspection | None:
-    """The next flagged inspection awaiting review, in queue order (newest first)."""
-    base = select(Inspection).where(
-        Inspection.status == "flagged", Inspection.review_state == "pending"
-    )
+def neighbours(
+    db: Session, f: QueueFilter, row: Inspection
+) -> tuple[Inspection | None, Inspection | None]:
+    """The rows just before and just after ``row`` in ``f``'s order (``row`` itself
+    need not match ``f``: a row reviewed out of a pending queue keeps its place)."""
+    position = sort_position(row, f.sort)
+    previous = db.scalar(keyset_query(f, position, 1, backwards=True))
+    following = db.scalar(keyset_query(f, position, 1))
+    return previous, following
+
+
+def next_pending(db: Session, f: QueueFilter, current: Inspection | None) -> Inspection | None:
+    """The next inspection awaiting review in ``f``'s filter and order after
+    ``current``; past the end, the first one from the top (never ``current``)."""
+    pending = replace(f, review="pending")
     if current is not None:
-        older = base.where(
-            or_(
-                Inspection.processed_at < current.processed_at,
-                and_(Inspection.processed_at == current.processed_at, Inspection.id < current.id),
-            )
-        )
-        row = db.scalar(
-            older.order_by(Inspection.processed_at.desc(), Inspection.id.desc()).limit(1)
-        )
-        if row is not None:
-            return row
-    return db.scalar(
-        base.where(Inspection.id != (current.id if current else -1))
-        .order_by(Inspection.processed_at.desc(), Inspection.id.desc())
-        .limit(1)
-    )
+        following = db.scalar(keyset_query(pending, sort_position(current, f.sort), 1))
+        if following is not None:
+            return following
+    query = keyset_query(pending, None, 1)
+    if current is not None:
+        query = query.where(Inspection.id != current.id)
+    return db.scalar(query)
+
+
+def page_start(
+    db: Session, f: QueueFilter, row: Inspection, after: str | None, size: int
+) -> str | None:
+    """The ``after`` cursor of a queue page that holds ``row``'s place: ``after``
+    itself when ``row`` is on the page that starts there (the page it was opened
+    from), else the page that starts with ``row``. None: the first page."""
+    descending = SORTS[f.sort][0]
+    position = sort_position(row, f.sort)
+    start = decode_cursor(after, f.sort) if after else None
+    if start is None or (position < start if descending else position > start):
+        # rows between the page's start and ``row``: fewer than a page, it is on it
+        between = keyset_query(f, start, size).where(_beyond(f.sort, position, not descending))
+        if (db.scalar(select(func.count()).select_from(between.subquery())) or 0) < size:
+            return after if start is not None else None
+    previous, _ = neighbours(db, f, row)
+    return encode_cursor(previous, f.sort) if previous is not None else None
 
 
 def distinct_values(db: Session, column: Any, limit: int = 200) -> list[str]:

@@ -6,7 +6,11 @@ instead, calibrated from their good frames; an admin may replace it per camera, 
 the same preview, and set the scale the model reads a camera's frames at.
 
 Settings belong to the model version this site has loaded (``MODEL_CHECKPOINT``, the
-same as the workers'); those made for other versions are listed but do not apply."""
+same as the workers'); those made for other versions are listed but do not apply.
+
+Every saved change needs a reason, recorded with it, and a confirmation
+(``admin.confirmation``); values are range-checked against the calibration
+(``core.thresholds.check_threshold``)."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from admin.confirmation import Question, ask, confirmed
 from admin.db import get_db
 from admin.model import get_embedder, get_frame_version
 from admin.roles import admin_required
@@ -35,11 +40,15 @@ from core.tables import (
     utcnow,
 )
 from core.thresholds import (
+    FRAME_CHANGES,
     GLOBAL,
     MAX_SCALE,
+    MAX_THRESHOLD_FACTOR,
     MIN_SCALE,
     check_frame_threshold,
+    check_reason,
     check_scale,
+    check_threshold,
     load_thresholds,
     preview_change,
     preview_frame_change,
@@ -159,6 +168,7 @@ def render_page(status: int = 200, **extra: Any) -> Any:
         "preview": None,
         "label": GLOBAL,
         "value_text": "",
+        "reason_text": "",
         "camera_preview": None,
         "camera_form": {},
     }
@@ -178,8 +188,56 @@ def render_page(status: int = 200, **extra: Any) -> Any:
         window_days=PREVIEW_WINDOW.days,
         min_scale=MIN_SCALE,
         max_scale=MAX_SCALE,
+        max_factor=MAX_THRESHOLD_FACTOR,
         **context,
     ), status
+
+
+def label_preview(db: Session, version: str, label: str, value: float | None) -> dict[str, Any]:
+    """How the last week's inspections by ``version`` would change if ``label``'s
+    threshold became ``value``."""
+    rows = db.execute(
+        select(Inspection.status, Inspection.label, Inspection.distances)
+        .where(
+            Inspection.processed_at >= utcnow() - PREVIEW_WINDOW,
+            Inspection.status != "rejected",
+            # another model's distances are on another scale
+            Inspection.model_version == version,
+            # frames judged by findings follow their camera's frame threshold
+            Inspection.anomaly_key.is_(None),
+        )
+        .order_by(Inspection.processed_at.desc())
+        .limit(PREVIEW_LIMIT)
+    )
+    current = load_thresholds(db, base_threshold()[0], version)
+    return preview_change(rows.tuples().all(), current, label, value)
+
+
+def shown(value: float | None, instead: str) -> str:
+    return f"{value:.4f}" if value is not None else instead
+
+
+def label_question(
+    db: Session, version: str, label: str, value: float | None, reason: str, preview: Any
+) -> Question:
+    """What saving ``label``'s threshold would change, for the confirmation page."""
+    default = base_threshold()[0]
+    current = load_thresholds(db, default, version)
+    target = "every label" if label == GLOBAL else f"'{label}'"
+    old = current.per_label.get(label)
+    return Question(
+        title=f"Save the threshold for {target}?",
+        changes=[
+            f"Threshold for {target} under model {version}: "
+            f"{shown(old, 'not set')} -> {shown(value, f'removed (the default, {default:.4f})')}",
+            f"Of the last {preview['inspections']} inspections by this model "
+            f"({PREVIEW_WINDOW.days} days), {preview['changed']} would get another verdict.",
+            f"Reason: {reason}",
+            "Workers running this model use it from their next batch.",
+        ],
+        back=url_for("thresholds.thresholds"),
+        yes="Yes, save it",
+    )
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -191,37 +249,31 @@ def thresholds() -> Any:
     version = get_embedder().version
     label = request.form.get("label", GLOBAL)
     value_text = request.form.get("value", "")
+    reason_text = request.form.get("reason", "")
+    kept: dict[str, Any] = {"label": label, "value_text": value_text, "reason_text": reason_text}
     try:
         value = parse_value(value_text)
+        if value is not None:
+            check_threshold(value, base_threshold()[0])
+        preview = label_preview(db, version, label, value)
         if request.form.get("do") == "save":
-            set_threshold(db, version, label, value, current_user.username)
+            reason = check_reason(reason_text)
+            if not confirmed():
+                return ask(label_question(db, version, label, value, reason, preview))
+            set_threshold(db, version, label, value, current_user.username, reason)
             db.commit()
-            shown = "removed" if value is None else f"set to {value:g}"
+            done = "removed" if value is None else f"set to {value:g}"
             flash(
-                f"Threshold for {label} {shown} for model {version}. Workers running it "
+                f"Threshold for {label} {done} for model {version}. Workers running it "
                 "use it from their next batch.",
                 "info",
             )
             return redirect(url_for("thresholds.thresholds"))
-        rows = db.execute(
-            select(Inspection.status, Inspection.label, Inspection.distances)
-            .where(
-                Inspection.processed_at >= utcnow() - PREVIEW_WINDOW,
-                Inspection.status != "rejected",
-                # another model's distances are on another scale
-                Inspection.model_version == version,
-                # frames judged by findings follow their camera's frame threshold
-                Inspection.anomaly_key.is_(None),
-            )
-            .order_by(Inspection.processed_at.desc())
-            .limit(PREVIEW_LIMIT)
-        )
-        current = load_thresholds(db, base_threshold()[0], version)
-        preview = preview_change(rows.tuples().all(), current, label, value)
     except ValueError as exc:
+        db.rollback()
         flash(str(exc), "error")
-        return render_page(label=label, value_text=value_text)
-    return render_page(preview=preview, label=label, value_text=value_text)
+        return render_page(400, **kept)
+    return render_page(200, preview=preview, **kept)
 
 
 def frame_rows(db: Session, camera: str, version: str) -> list[tuple[float | None, float | None]]:
@@ -249,32 +301,60 @@ def camera_threshold() -> Any:
     version = get_frame_version()  # the memories' model: frame rows carry it too
     name = request.form.get("camera", "")
     value_text = request.form.get("value", "")
-    form = {"camera": name, "value_text": value_text}
+    reason_text = request.form.get("reason", "")
+    form = {"camera": name, "value_text": value_text, "reason_text": reason_text}
     try:
         camera = find_camera(camera_rows(db, version), name)
         value = parse_value(value_text, "an anomaly score")
         if value is not None:
-            check_frame_threshold(value)
-        if request.form.get("do") == "save":
-            set_camera_threshold(db, camera.name, version, value, current_user.username)
-            db.commit()
-            shown = "removed" if value is None else f"set to {value:g}"
-            flash(
-                f"Frame threshold of camera {camera.name} {shown} for model {version}. "
-                "Workers use it from the camera's next frame.",
-                "info",
-            )
-            return redirect(url_for("thresholds.thresholds") + "#cameras")
+            check_frame_threshold(value, camera.calibrated)
         # removing the override leaves the calibrated threshold
         proposed = value if value is not None else camera.calibrated
         preview = preview_frame_change(
             frame_rows(db, camera.name, version), camera.applies, proposed
         )
+        if request.form.get("do") == "save":
+            reason = check_reason(reason_text)
+            if not confirmed():
+                return ask(camera_question(camera, version, value, reason, preview))
+            set_camera_threshold(db, camera.name, version, value, current_user.username, reason)
+            db.commit()
+            done = "removed" if value is None else f"set to {value:g}"
+            flash(
+                f"Frame threshold of camera {camera.name} {done} for model {version}. "
+                "Workers use it from the camera's next frame.",
+                "info",
+            )
+            return redirect(url_for("thresholds.thresholds") + "#cameras")
     except ValueError as exc:
+        db.rollback()
         flash(str(exc), "error")
         return render_page(400, camera_form=form)
     return render_page(
         camera_form=form, camera_preview={"camera": camera.name, "value": proposed, **preview}
+    )
+
+
+def camera_question(
+    camera: CameraRow, version: str, value: float | None, reason: str, preview: Any
+) -> Question:
+    """What saving a camera's frame threshold would change, for the confirmation page."""
+    old = camera.override.value if camera.override is not None else None
+    calibrated = shown(camera.calibrated, "not built yet")
+    return Question(
+        title=f"Save the frame threshold of camera {camera.name}?",
+        changes=[
+            f"Admin's frame threshold of camera {camera.name} under model {version}: "
+            f"{shown(old, 'not set')} -> {shown(value, 'removed')} (calibrated: {calibrated})",
+            f"Of the last {preview['inspections']} frames of this camera "
+            f"({PREVIEW_WINDOW.days} days), {preview['changes'][FRAME_CHANGES[0]]} would go "
+            f"from passed to flagged and {preview['changes'][FRAME_CHANGES[1]]} from flagged "
+            "to passed.",
+            f"Reason: {reason}",
+            "Workers use it from the camera's next frame.",
+        ],
+        back=url_for("thresholds.thresholds") + "#cameras",
+        yes="Yes, save it",
     )
 
 

@@ -1,4 +1,5 @@
-"""Users and API tokens (admins only)."""
+"""Users and API tokens (admins only). Deactivating a user and revoking a token ask
+first (``admin.confirmation``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
 from admin.auth import MIN_PASSWORD_LENGTH, create_user, end_sessions
+from admin.confirmation import Question, ask, confirmed
 from admin.db import get_db, get_or_404
 from admin.roles import admin_required
 from admin.tokens import new_api_token
@@ -63,6 +65,18 @@ def update_user(user_id: int) -> Any:
     if user.username == current_user.username and request.form.get("active") == "0":
         flash("You cannot deactivate yourself.", "error")
         return redirect(url_for("users.users"))
+    if user.active and request.form.get("active") == "0" and not confirmed():
+        return ask(
+            Question(
+                title=f"Deactivate {user.username}?",
+                changes=[
+                    f"{user.username} ({user.role}) can no longer log in, and pages they "
+                    "have open stop working; an admin can activate them again.",
+                    *role_change(user, request.form.get("role")),
+                ],
+                back=url_for("users.users"),
+            )
+        )
     if (role := request.form.get("role")) in ROLES:
         user.role = role
     if (active := request.form.get("active")) in ("0", "1"):
@@ -80,6 +94,12 @@ def update_user(user_id: int) -> Any:
     db.commit()
     flash(f"User {user.username} updated.", "info")
     return redirect(url_for("users.users"))
+
+
+def role_change(user: User, role: str | None) -> list[str]:
+    if role in ROLES and role != user.role:
+        return [f"Their role changes from {user.role} to {role}."]
+    return []
 
 
 def active_admins(db: Any, besides: User) -> int:
@@ -111,6 +131,19 @@ def add_token() -> Any:
 def revoke_token(token_id: int) -> Any:
     db = get_db()
     token = get_or_404(ApiToken, token_id)
+    if token.active and not confirmed():
+        return ask(
+            Question(
+                title=f"Revoke the token {token.name}?",
+                changes=[
+                    f"The token {token.name} ({token.prefix}…, may {token.scopes}) is refused "
+                    "from then on: every system that sends it gets 401.",
+                    "A revoked token cannot be restored; make a new one instead.",
+                ],
+                back=url_for("users.users"),
+                yes="Yes, revoke it",
+            )
+        )
     token.active = False
     db.commit()
     flash(f"Token {token.name} ({token.prefix}…) revoked.", "info")

@@ -21,6 +21,7 @@ from core.blobs import BlobStore
 from core.images import decode_image
 from core.tables import (
     REFERENCE_KINDS,
+    Label,
     ModelVersion,
     Reference,
     ReferenceEmbedding,
@@ -65,12 +66,29 @@ def add_reference(
     if camera is not None:
         camera = check_name(camera, "the camera")
     decode_image(data, max_bytes, max_pixels)  # raises ImageRejected with the reason
+    # every reference's label is one to choose from (admin.labels); the site asks
+    # before a new one, admin commands and seeding add theirs here
+    ensure_label(session, label, added_by)
     reference = Reference(
         label=label, kind=kind, image_key=store.put(data), added_by=added_by, camera=camera
     )
     session.add(reference)
     session.flush()
     return reference
+
+
+def ensure_label(session: Session, name: str, created_by: str | None = None) -> bool:
+    """Add ``name`` to the labels to choose from unless it is there, active or not
+    (a deactivated label stays deactivated); True when it was added."""
+    name = check_name(name, "the label")
+    if session.get(Label, name) is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.add(Label(name=name, active=True, created_by=created_by))
+    except IntegrityError:
+        return False  # another admin added it at the same moment
+    return True
 
 
 def seed_from_folder(

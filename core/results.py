@@ -5,11 +5,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core.tables import Inspection
+
+#: how ``inspections.embedding`` stores a code: little-endian float32, one after another
+EMBEDDING_DTYPE = np.dtype("<f4")
+
+
+def embedding_bytes(code: np.ndarray) -> bytes:
+    """A code of the naming network as ``inspections.embedding`` keeps it."""
+    return np.asarray(code, dtype=EMBEDDING_DTYPE).reshape(-1).tobytes()
+
+
+def embedding_vector(data: bytes) -> np.ndarray:
+    """The code kept by :func:`embedding_bytes`, as a float32 vector."""
+    return np.frombuffer(data, dtype=EMBEDDING_DTYPE).astype(np.float32)
 
 
 def insert_inspections(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, JsonValue, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -105,6 +106,12 @@ class Settings(BaseSettings):
     cookie_secure: bool | None = setting(
         None, "COOKIE_SECURE", "session cookies over HTTPS only", shown="on in production"
     )
+    plant_timezone: str = setting(
+        "UTC",
+        "PLANT_TIMEZONE",
+        "IANA time zone the site shows times in and reads typed times as, such as "
+        "`Europe/Berlin`; the database, the CSV export and the API keep UTC",
+    )
     log_level: str = setting("INFO", "LOG_LEVEL", "logging level")
     log_format: Literal["text", "json"] = setting(
         "text", "LOG_FORMAT", "`json`: one JSON object per line, job ids as fields"
@@ -189,6 +196,18 @@ class Settings(BaseSettings):
                 "string shared by all admin processes"
             )
         return secrets.token_hex(32)  # demo: random per run
+
+    @field_validator("plant_timezone")
+    @classmethod
+    def known_time_zone(cls, value: str) -> str:
+        value = value.strip()
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(
+                "must be an IANA time zone name, such as Europe/Berlin or UTC"
+            ) from None
+        return value
 
     @field_validator("cookie_secure")
     @classmethod

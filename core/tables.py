@@ -204,6 +204,10 @@ class Inspection(Base):
     reviewed_by: Mapped[str | None] = mapped_column(String(80))
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     review_comment: Mapped[str | None] = mapped_column(Text)
+    # The code the naming network gave the image (for a frame: its top finding's
+    # crop), float32 bytes; what "the most similar confirmed inspections" compares.
+    # Deferred: the queue's pages and exports load rows without it.
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
     nearest_reference: Mapped[Reference | None] = relationship()
     findings: Mapped[list[Finding]] = relationship(
@@ -319,6 +323,47 @@ class ThresholdChange(Base):
     new_value: Mapped[float | None] = mapped_column(Float)  # None: removed
     changed_by: Mapped[str] = mapped_column(String(80))
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    reason: Mapped[str | None] = mapped_column(Text)  # why, as the admin wrote it
+
+
+REVIEW_EVENT_ACTIONS = ("confirm", "false_alarm", "relabel", "comment", "undo")
+
+
+class ReviewEvent(Base):
+    """One review of an inspection, kept as history: who, when, what, the comment,
+    and the state before and after (an ``undo`` puts the state before back).
+
+    ``request_id`` is the key the page sent with the review: the same review sent
+    twice (a resubmitted form, a retried request) is recorded once."""
+
+    __tablename__ = "review_events"
+    __table_args__ = (Index("ix_review_events_inspection_id_id", "inspection_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(12))  # REVIEW_EVENT_ACTIONS
+    state_before: Mapped[str] = mapped_column(String(12))
+    label_before: Mapped[str | None] = mapped_column(String(80))
+    state_after: Mapped[str] = mapped_column(String(12))
+    label_after: Mapped[str | None] = mapped_column(String(80))
+    comment: Mapped[str | None] = mapped_column(Text)
+    reviewer: Mapped[str] = mapped_column(String(80))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    request_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    undone: Mapped[bool] = mapped_column(default=False)
+
+
+class Label(Base):
+    """The labels supervisors and admins choose from. A new label is an explicit
+    choice; a deactivated one leaves the filters and relabel lists, and the rows
+    that carry it keep it."""
+
+    __tablename__ = "labels"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_by: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class LoginFailure(Base):

@@ -93,17 +93,67 @@ class ThresholdCache:
         return self._thresholds
 
 
+#: an admin's threshold may be at most this many times the calibrated one: ten times
+#: the calibrated distance (or frame score) passes everything, which no one means
+MAX_THRESHOLD_FACTOR = 10
+#: the longest reason recorded with a change
+MAX_REASON_LENGTH = 500
+
+
+def check_threshold(value: float, calibrated: float | None) -> float:
+    """``value`` when it is a match threshold an admin may set: a distance above 0, at
+    most MAX_THRESHOLD_FACTOR times ``calibrated`` (the model's, or
+    ``MATCH_THRESHOLD``); a ``ValueError`` saying what to write otherwise."""
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"a threshold must be a distance above 0, such as 0.35; got {value:g}")
+    check_at_most(value, calibrated, "threshold", "the calibrated")
+    return value
+
+
+def check_at_most(value: float, calibrated: float | None, what: str, whose: str) -> None:
+    if calibrated is not None and value > MAX_THRESHOLD_FACTOR * calibrated:
+        raise ValueError(
+            f"a {what} of {value:g} is more than {MAX_THRESHOLD_FACTOR} times {whose} "
+            f"{calibrated:.4f}, and would pass everything; write at most "
+            f"{MAX_THRESHOLD_FACTOR * calibrated:.4g}"
+        )
+
+
+def check_reason(text: str) -> str:
+    """Why an admin changes a threshold, as recorded with the change: required."""
+    reason = " ".join(text.split())  # one line in the history table
+    if not reason:
+        raise ValueError(
+            "give a reason for the change (what you saw, a ticket): it is recorded with it, "
+            "for whoever reads the history later"
+        )
+    if len(reason) > MAX_REASON_LENGTH:
+        raise ValueError(
+            f"the reason has {len(reason)} characters; write at most {MAX_REASON_LENGTH}"
+        )
+    if any(not ch.isprintable() for ch in reason):
+        raise ValueError("the reason contains control characters; use printable text")
+    return reason
+
+
 def set_threshold(
-    session: Session, model_version: str, label: str, value: float | None, user: str
+    session: Session,
+    model_version: str,
+    label: str,
+    value: float | None,
+    user: str,
+    reason: str | None = None,
 ) -> None:
     """Set (or, with None, remove) ``model_version``'s threshold for ``label`` (``*``:
-    all), recorded."""
+    all), recorded with ``reason``."""
     if value is not None and not (0 < value < 1000):
         raise ValueError(f"a threshold must be a positive distance, got {value}")
     label = check_name(label, "the label") if label.strip() else GLOBAL
     current = session.get(ThresholdSetting, (model_version, label))
     row = ThresholdSetting(model_version=model_version, label=label, value=value, updated_by=user)
-    change = ThresholdChange(model_version=model_version, label=label, changed_by=user)
+    change = ThresholdChange(
+        model_version=model_version, label=label, changed_by=user, reason=reason
+    )
     store_setting(session, current, row, value, user, change)
 
 
@@ -116,8 +166,8 @@ def store_setting(
     change: ThresholdChange,
 ) -> None:
     """Put ``value`` in the setting row ``current`` (adding ``new`` where there is
-    none; removing it for None) and record ``change`` with the old and new values;
-    nothing when the value does not change."""
+    none; removing it for None) and record ``change`` (with its reason) with the old
+    and new values; nothing when the value does not change."""
     old = current.value if current else None
     if old == value:
         return
@@ -187,11 +237,14 @@ MIN_SCALE, MAX_SCALE = 0.1, 4.0
 FRAME_CHANGES = ("passed -> flagged", "flagged -> passed")
 
 
-def check_frame_threshold(value: float) -> float:
+def check_frame_threshold(value: float, calibrated: float | None = None) -> float:
+    """``value`` when it is a frame threshold: an anomaly score above 0, at most
+    MAX_THRESHOLD_FACTOR times the camera's ``calibrated`` one where that is known."""
     if not (math.isfinite(value) and value > 0):
         raise ValueError(
             f"a frame threshold must be an anomaly score above 0, such as 0.35; got {value:g}"
         )
+    check_at_most(value, calibrated, "frame threshold", "the camera's calibrated")
     return value
 
 
@@ -205,18 +258,24 @@ def check_scale(value: float) -> float:
 
 
 def set_camera_threshold(
-    session: Session, camera: str, model_version: str, value: float | None, user: str
+    session: Session,
+    camera: str,
+    model_version: str,
+    value: float | None,
+    user: str,
+    reason: str | None = None,
 ) -> None:
     """Set (or, with None, remove) an admin's frame threshold for ``camera`` under
-    ``model_version``, recorded in ``threshold_changes`` (label ``*``, the camera set).
-    Workers read it with the camera's memory, so it applies from their next frame."""
+    ``model_version``, recorded with ``reason`` in ``threshold_changes`` (label ``*``,
+    the camera set). Workers read it with the camera's memory, so it applies from
+    their next frame."""
     if value is not None:
         check_frame_threshold(value)
     camera = check_name(camera, "the camera")
     current = session.get(CameraThreshold, (camera, model_version))
     row = CameraThreshold(camera=camera, model_version=model_version, value=value, updated_by=user)
     change = ThresholdChange(
-        model_version=model_version, label=GLOBAL, camera=camera, changed_by=user
+        model_version=model_version, label=GLOBAL, camera=camera, changed_by=user, reason=reason
     )
     store_setting(session, current, row, value, user, change)
 

@@ -31,7 +31,7 @@ from core.jobs import (
     decode_b64_image,
 )
 from core.references import ReferenceCache, register_model_version
-from core.results import insert_inspections
+from core.results import embedding_bytes, insert_inspections
 from core.settings import Settings
 from core.surface_memories import CameraMemory, SurfaceMemoryCache
 from core.tables import DeadLetter, Finding, Inspection, utcnow
@@ -256,6 +256,7 @@ def base_row(**values: Any) -> dict[str, Any]:
         "received_at": None,
         "processed_at": None,
         "review_state": "pending",
+        "embedding": None,
     }
     row.update(values)
     return row
@@ -270,6 +271,9 @@ class FrameOutcome:
     findings: list[dict[str, Any]]  # Finding columns, rank order
     heat_map: bytes  # PNG
     anomaly_key: str | None = None
+    # the naming network's code of the top finding's crop (float32 bytes), set when
+    # the findings are named; None without findings
+    embedding: bytes | None = None
 
 
 def judge_frames(
@@ -319,7 +323,8 @@ def name_findings(
     thresholds: Any,
 ) -> None:
     """Each finding named by the nearest ``defect`` reference of its crop within the
-    match threshold (``unknown`` otherwise), all crops in one embedding pass."""
+    match threshold (``unknown`` otherwise), all crops in one embedding pass; each
+    frame keeps its top finding's code, for "similar confirmed inspections"."""
     findings = [f for outcome in outcomes for f in outcome.findings]
     if not findings:
         return
@@ -337,6 +342,11 @@ def name_findings(
         finding["label"] = verdict.label
         finding["reference_id"] = verdict.nearest_reference_id
         finding["distance"] = verdict.dissimilarity
+    start = 0  # the findings are flat in outcome order, each outcome's top one first
+    for outcome in outcomes:
+        if outcome.findings:
+            outcome.embedding = embedding_bytes(codes[start])
+        start += len(outcome.findings)
 
 
 def frame_row(pending: PendingJob, outcome: FrameOutcome, **common: Any) -> dict[str, Any]:
@@ -351,6 +361,7 @@ def frame_row(pending: PendingJob, outcome: FrameOutcome, **common: Any) -> dict
         nearest_reference_id=top["reference_id"] if top else None,
         threshold=outcome.memory.threshold,
         anomaly_key=outcome.anomaly_key,
+        embedding=outcome.embedding,
         **common,
     )
 
@@ -414,6 +425,7 @@ def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[
         name_findings(runtime, list(outcomes.values()), references, thresholds)
         verdicts = decide_batch(embeddings, references, thresholds) if whole else []
         verdict_of = {id(p): v for p, v in zip(whole, verdicts, strict=True)}
+        code_of = {id(p): code for p, code in zip(whole, embeddings, strict=True)}
         processed_at = datetime.now(UTC)
         rows = store_rejections(session, batch, processed_at)
         frames_by_job: dict[str, FrameOutcome] = {}
@@ -450,6 +462,7 @@ def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[
                     nearest_reference_id=verdict.nearest_reference_id,
                     distances=verdict.distances,
                     threshold=verdict.threshold,
+                    embedding=embedding_bytes(code_of[id(pending)]),
                     **common,
                 )
             )

@@ -81,7 +81,7 @@ def test_a_supervisor_works_the_site_in_a_browser(site, page, settings, screensh
     page.goto(f"{site}/references/")
     new_image = sorted((SAMPLE / "pitted_surface").glob("*.png"))[-1]
     page.set_input_files("input[name=image]", str(new_image))
-    page.fill("input[name=label]", "pitted_surface")
+    page.select_option("#reference-label", "pitted_surface")
     page.click("#add-reference")
     page.wait_for_selector(".flash.info")
     assert "Workers use it from their next batch" in page.inner_text(".flash.info")

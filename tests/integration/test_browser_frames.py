@@ -244,8 +244,10 @@ def test_an_admin_works_a_frame_in_the_browser(frame_site, page, settings, scree
     (named,) = references_noted(settings, f"from finding 2 of inspection {frame.id}")
     assert (named.label, stored_size(settings, named)) == ("inclusion", (400, 400))
 
-    # a box drawn with the mouse becomes a reference of exactly that region
+    # a box drawn with the mouse (in the viewer's draw mode: a drag pans otherwise)
+    # becomes a reference of exactly that region
     wait_for_images(page, "#frame-image")
+    page.click("#draw-toggle")
     page.locator("#frame-image").scroll_into_view_if_needed()
     shown = page.locator("#frame-image").bounding_box()
     scale = shown["width"] / frame.width
@@ -258,7 +260,7 @@ def test_an_admin_works_a_frame_in_the_browser(frame_site, page, settings, scree
     drawn = [int(page.input_value(f"#box-{name}")) for name in ("x", "y", "width", "height")]
     assert drawn == pytest.approx([1000, 300, 800, 400], abs=1 / scale + 1)
     assert_box_on(shown, size, tuple(drawn), fill_box(page.locator("rect.drawn")))
-    page.fill("#box-label", "patches")
+    page.select_option("#box-label", "patches")
     page.select_option("#box-kind", "defect")
     page.screenshot(path=str(screenshots / "frame-draw.png"), full_page=True)
     page.click("#box-submit")

@@ -134,19 +134,14 @@ def test_a_camera_override_is_previewed_saved_and_audited(app, settings):
         assert session.scalar(select(func.count(ThresholdChange.id))) == 0
         assert session.scalar(select(func.count()).select_from(CameraThreshold)) == 0
 
-    saved = client.post(
-        "/thresholds/camera",
-        data={"csrf_token": token, "camera": CAMERA, "value": "0.9", "do": "save"},
-    )
+    save = {"csrf_token": token, "camera": CAMERA, "do": "save", "confirmed": "1"}
+    saved = client.post("/thresholds/camera", data={**save, "value": "0.9", "reason": "dust"})
     assert saved.status_code == 302
     row = camera_row(client.get("/thresholds/").get_data(as_text=True))
     assert '<td class="override">0.9000' in row and '<td class="applies">0.9000' in row
     # removing it goes back to the calibrated threshold: 0.6 and 0.8 flagged again
     assert counts(preview(client, token, "")) == (2, 2, 0)
-    client.post(
-        "/thresholds/camera",
-        data={"csrf_token": token, "camera": CAMERA, "value": "", "do": "save"},
-    )
+    client.post("/thresholds/camera", data={**save, "value": "", "reason": "cleaned"})
     with session_scope(settings.database_url) as session:
         assert session.scalar(select(func.count()).select_from(CameraThreshold)) == 0
         changes = session.scalars(select(ThresholdChange).order_by(ThresholdChange.id)).all()

@@ -77,10 +77,8 @@ def test_only_admins_manage_users_references_and_thresholds(app, settings):
 
     admin = logged_in(app, "ada", "admin-password")
     token = csrf_token(admin, "/references/")
-    assert (
-        admin.post("/references/1/active", data={"csrf_token": token, "active": "0"}).status_code
-        == 302
-    )
+    deactivate = {"csrf_token": token, "active": "0", "confirmed": "1"}
+    assert admin.post("/references/1/active", data=deactivate).status_code == 302
     with session_scope(settings.database_url) as session:
         assert session.get(Reference, 1).active is False
 
@@ -212,7 +210,13 @@ def test_use_an_inspection_as_a_reference(app, settings):
     token = csrf_token(client, f"/inspections/{ids[0]}")
     client.post(
         f"/references/from-inspection/{ids[0]}",
-        data={"csrf_token": token, "label": "new-defect", "kind": "defect"},
+        data={
+            "csrf_token": token,
+            "label": "+new",
+            "new_label": "new-defect",
+            "create_label": "1",
+            "kind": "defect",
+        },
     )
     with session_scope(settings.database_url) as session:
         added = session.scalar(select(Reference).where(Reference.label == "new-defect"))
@@ -238,12 +242,9 @@ def test_threshold_preview_save_and_audit(app, settings):
     assert "Of the last 20 inspections by this model" in text  # not the other model's
     with session_scope(settings.database_url) as session:
         assert session.scalar(select(func.count(ThresholdChange.id))) == 0  # preview only
-    client.post(
-        "/thresholds/", data={"csrf_token": token, "label": "crazing", "value": "0.5", "do": "save"}
-    )
-    client.post(
-        "/thresholds/", data={"csrf_token": token, "label": "crazing", "value": "", "do": "save"}
-    )
+    saved = {"csrf_token": token, "label": "crazing", "do": "save", "confirmed": "1"}
+    client.post("/thresholds/", data={**saved, "value": "0.5", "reason": "too many unknowns"})
+    client.post("/thresholds/", data={**saved, "value": "", "reason": "back to the model's"})
     with session_scope(settings.database_url) as session:
         changes = session.scalars(select(ThresholdChange).order_by(ThresholdChange.id)).all()
     assert [(c.label, c.old_value, c.new_value, c.changed_by) for c in changes] == [

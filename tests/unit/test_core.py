@@ -69,6 +69,7 @@ def test_settings_survive_the_trip_to_a_child_process_environment():
         worker_metrics_host="0.0.0.0",
         worker_remote_control=True,
         cookie_secure=True,
+        plant_timezone="Europe/Berlin",
         inspect_batch_size=7,
         inspect_batch_wait_ms=9,
         visibility_timeout_s=99,
