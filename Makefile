@@ -40,7 +40,9 @@ bench: venv services
 # Re-take the screenshots in docs/screenshots/ (the browser tests, in Chromium): the
 # pages as a supervisor works them, and each page at four screen widths.
 screenshots: venv system-deps services
-	SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q tests/integration/test_browser.py tests/integration/test_screen_widths.py
+	SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q tests/integration/test_browser*.py \
+	  tests/integration/test_screen_widths.py tests/integration/test_review_in_place.py \
+	  tests/integration/test_viewer.py tests/integration/test_dashboard_and_stale_forms.py
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -21,7 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.tables import Inspection, ReviewEvent, check_name, utcnow
+from admin.labels import existing_label
+from core.tables import UNKNOWN_LABEL, Inspection, ReviewEvent, check_name, utcnow
 
 #: review action -> the review state it sets ("comment" keeps the state)
 REVIEW_ACTIONS = {"confirm": "confirmed", "false_alarm": "false_alarm", "relabel": "relabeled"}
@@ -85,6 +86,13 @@ def _lock(db: Session, inspection: Inspection) -> None:
     db.refresh(inspection, with_for_update=True)
 
 
+def listed_label(db: Session, label: str) -> str:
+    """The label a relabel names, when it may: an active label of the list, or the
+    line's ``unknown``. A new label is made on purpose, by an admin, not by a review."""
+    name = check_name(label, "the label")
+    return name if name == UNKNOWN_LABEL else existing_label(db, name)
+
+
 def apply_review(
     db: Session,
     inspection: Inspection,
@@ -103,7 +111,7 @@ def apply_review(
     comment = comment.strip()[:COMMENT_LIMIT].replace("\0", "")
     if action == "comment" and not comment:
         raise ValueError("write a comment first")
-    relabeled = check_name(label, "the label") if action == "relabel" else None
+    relabeled = listed_label(db, label) if action == "relabel" else None
     request_id = check_request_id(request_id)
     _lock(db, inspection)
     if earlier := _earlier(db, inspection, request_id, action):

@@ -68,6 +68,7 @@
         method: "POST",
         body,
         credentials: "same-origin",
+        keepalive: true, // a review sent just before n, o or q still arrives
         headers: { Accept: "application/json", "X-CSRFToken": csrfToken(), "X-Requested-With": "fetch" },
       });
     } catch (err) {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 from html import unescape
 from urllib.parse import parse_qs, urlsplit
@@ -258,6 +259,43 @@ def test_bulk_and_api_reviews_are_kept_as_history(app, settings):
     )
 
 
+def test_a_relabel_takes_only_a_label_of_the_list(app, settings):
+    """Found in review: the page offered only listed labels, but the server took any,
+    so "Scratch" made a class beside "scratches" from a hand-made request or the API."""
+    ids = add_inspections(settings, 3)
+    client = logged_in(app, "ada", "admin-password")
+    token = csrf_token(client, "/inspections")
+    refused = post_json(
+        client, f"/inspections/{ids[0]}/review", token, action="relabel", label="Scratch"
+    )
+    assert refused.status_code == 400 and "not a label" in refused.get_json()["error"]
+    auth = {"Authorization": f"Bearer {make_token(app, 'mes', 'review')}"}
+    api = app.test_client().post(
+        f"/api/v1/inspections/{ids[1]}/review",
+        headers=auth,
+        json={"action": "relabel", "label": "Scratch"},
+    )
+    assert api.status_code == 400
+    assert [row(settings, i).review_state for i in ids[:2]] == ["pending", "pending"]
+    assert events_of(settings, ids[0]) == [] and events_of(settings, ids[1]) == []
+    # a listed label, and the line's own "unknown", are taken
+    for inspection_id, label in ((ids[0], "scratches"), (ids[1], "unknown")):
+        taken = post_json(
+            client, f"/inspections/{inspection_id}/review", token, action="relabel", label=label
+        )
+        assert taken.status_code == 200, taken.get_data(as_text=True)
+    # a deactivated label is not
+    deactivate = client.post(
+        "/references/labels/active",
+        data={"csrf_token": token, "name": "scratches", "active": "0", "confirmed": "1"},
+    )
+    assert deactivate.status_code in (200, 302), deactivate.get_data(as_text=True)
+    again = post_json(
+        client, f"/inspections/{ids[2]}/review", token, action="relabel", label="scratches"
+    )
+    assert again.status_code == 400 and "deactivated" in again.get_json()["error"]
+
+
 def test_the_queue_waits_for_review_unless_asked(app, settings):
     ids = add_inspections(settings, 5)
     client = logged_in(app, "sam", "supervisor-password")
@@ -497,3 +535,40 @@ def test_the_detail_page_follows_the_queue_and_comes_back(review_site, page, set
     page.wait_for_url(re.compile(rf"focus={order[1]}"))
     assert current_id(page) == order[1]
     assert "label=scratches" in page.url
+
+
+def test_fifty_flagged_images_are_reviewed_from_the_keyboard(app, settings, page, tmp_path):
+    """#29's measure: 50 flagged images reviewed with the keyboard alone (c or f on
+    each, n to the next page), as fast as the keys go, without waiting for the
+    server: every review lands, each on the row the cursor showed, and the cursor
+    never revisits a row. The time is printed, not asserted."""
+    add_inspections(settings, 50)
+    with admin_server(settings, tmp_path / "admin.log") as url:
+        page.goto(f"{url}/login")
+        page.fill("input[name=username]", "sam")
+        page.fill("input[name=password]", "supervisor-password")
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(r"/inspections"))
+        started, pressed = time.monotonic(), {}
+        for page_number in range(2):
+            page.wait_for_selector(".review-item.current")
+            for i in range(25):
+                row_id = int(
+                    page.locator(".review-item.current").get_attribute("data-inspection-id")
+                )
+                key = "f" if i % 5 == 0 else "c"
+                assert row_id not in pressed, "the cursor came back to a reviewed row"
+                page.keyboard.press(key)
+                pressed[row_id] = "false_alarm" if key == "f" else "confirmed"
+            if page_number == 0:
+                page.keyboard.press("n")
+        took = time.monotonic() - started
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with session_scope(settings.database_url) as session:
+                states = dict(session.execute(select(Inspection.id, Inspection.review_state)).all())
+            if states == pressed:
+                break
+            time.sleep(0.2)
+        assert states == pressed
+        print(f"\n50 flagged images reviewed from the keyboard (51 keys) in {took:.1f} s")  # noqa: T201

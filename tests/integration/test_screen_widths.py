@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from core.db import session_scope
-from core.tables import DeadLetter
+from core.tables import DeadLetter, Inspection
 from tests.conftest import SAMPLE
 from tests.integration.browser import admin_server
 from tests.integration.conftest import add_inspections, make_token
@@ -240,3 +240,71 @@ def test_every_page_fits_every_screen(width_site, page, screenshots):
         finally:
             context.close()
     assert not problems, "\n".join(problems)
+
+
+def review_state(settings, inspection_id: int) -> str:
+    with session_scope(settings.database_url) as session:
+        return session.get(Inspection, inspection_id).review_state
+
+
+def in_first_screen(page, selector: str) -> bool:
+    box = page.locator(selector).bounding_box()
+    return (
+        box is not None
+        and box["y"] >= 0
+        and box["y"] + box["height"] <= page.viewport_size["height"]
+    )
+
+
+def test_review_viewer_and_compare_work_at_every_width(width_site, page, settings):
+    """What a supervisor does at each width, by touch on the phone and the tablet (taps,
+    no keys): review an image in place and undo it, zoom the viewer, confirm a queue
+    selection without a reload, and see Compare's verdict on the first screen."""
+    browser = page.context.browser
+    for n, (width, height) in enumerate(VIEWPORTS.items()):
+        touch = width < 1920
+        context = browser.new_context(viewport={"width": width, "height": height}, has_touch=touch)
+        try:
+            tab = context.new_page()
+            log_in(tab, width_site.url, "ada", "admin-password")
+            press = tab.tap if touch else tab.click
+
+            # the detail page: Confirm goes on to the next pending image, Undo comes along
+            target = width_site.image_id - 2 * n
+            tab.goto(f"{width_site.url}/inspections/{target}")
+            image = tab.locator("#frame-image")
+            before = image.bounding_box()["width"]
+            press("#zoom-in")
+            tab.wait_for_function(
+                "w => document.getElementById('frame-image').offsetWidth > w * 1.1",
+                arg=before,
+            )
+            press("#confirm")
+            tab.wait_for_url(lambda url, t=target: not url.split("?")[0].endswith(f"/{t}"))
+            assert review_state(settings, target) == "confirmed", width
+            tab.wait_for_selector("#status-undo")
+            press("#status-undo")
+            tab.wait_for_function(
+                "t => location.pathname.endsWith('/' + t)", arg=target, timeout=10_000
+            )
+            assert review_state(settings, target) == "pending", width
+
+            # the queue: a selection confirmed in place, the page not reloaded
+            tab.goto(f"{width_site.url}/inspections")
+            tab.evaluate("window.notReloaded = true")
+            row = tab.locator("tr.review-item").nth(1)
+            chosen = int(row.get_attribute("data-inspection-id"))
+            row.locator("input[name=ids]").check()
+            press("#bulk-confirm")
+            tab.wait_for_function(
+                "id => document.querySelector('#row-' + id).dataset.state === 'confirmed'",
+                arg=chosen,
+            )
+            assert tab.evaluate("window.notReloaded") is True, width
+            assert review_state(settings, chosen) == "confirmed", width
+
+            # Compare: the verdict on the first screen after a run
+            compare_two(tab, width_site.url)
+            assert in_first_screen(tab, "#verdict-headline"), width
+        finally:
+            context.close()
