@@ -20,6 +20,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 from flask_login import current_user
 from kombu.exceptions import OperationalError as KombuOperationalError
+from pydantic import ValidationError
 from redis import RedisError
 from spectree import Response
 from sqlalchemy import select
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from admin import api_schemas as schemas
 from admin.db import get_celery_client, get_db
-from admin.openapi import api_spec, errors, openapi_document
+from admin.openapi import api_spec, describe, errors, openapi_document
 from admin.review_queue import QueueFilter, fetch_page
 from admin.reviews import apply_review
 from admin.tokens import refuse_token
@@ -68,6 +69,22 @@ def authenticate() -> Any:
 
 
 bp.before_request(authenticate)
+
+
+def refuse_bad_upload() -> Any:
+    """A multipart job that does not fit ``JobUpload``, refused before SpecTree sees it:
+    SpecTree's own refusal echoes the form, uploaded file included, which JSON cannot
+    hold, and the client got a 500 instead of what was wrong (a missing camera)."""
+    if request.endpoint != "api.submit_job" or not request.files:
+        return None
+    try:
+        schemas.JobUpload.model_validate({**request.form.to_dict(), **request.files.to_dict()})
+    except ValidationError as exc:
+        return error(400, describe(exc))
+    return None
+
+
+bp.before_request(refuse_bad_upload)
 
 
 def parsed(part: str) -> Any:

@@ -11,15 +11,22 @@ once per ``MAX_AGE_S``, since a failed read is remembered too.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis
 from flask import current_app
 
-from core.queue import jobs_held, queue_length, workers_online
+from core.queue import (
+    LOST_LOG_KEY,
+    jobs_held,
+    queue_length,
+    recovery_counts,
+    workers_online,
+)
 
 #: how old a status the dashboard may show instead of reading Redis again
 MAX_AGE_S = 5.0
@@ -34,11 +41,33 @@ class LineStatus:
     queue: int | None = None
     unacked: int | None = None
     workers: list[str] = field(default_factory=list)
+    # workers found dead by the others' heartbeats, and the jobs put back from them
+    workers_lost: int | None = None
+    jobs_restored: int | None = None
+    lost_recently: list[dict[str, Any]] = field(default_factory=list)  # newest first
     error: str | None = None
     checked_at: float = 0.0  # time.time() of the read
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def lost_recently(client: redis.Redis, count: int = 5) -> list[dict[str, Any]]:
+    """The latest workers lost (worker, jobs put back, at: a Unix time), newest first."""
+    found = []
+    for item in cast(list[bytes], client.lrange(LOST_LOG_KEY, 0, count - 1)):
+        try:
+            record = json.loads(item)
+            found.append(
+                {
+                    "worker": str(record["worker"]),
+                    "jobs": int(record["jobs"]),
+                    "at": float(record["at"]),
+                }
+            )
+        except (ValueError, KeyError, TypeError):
+            continue  # written by something else: not shown
+    return found
 
 
 def read_line_status(redis_url: str, timeout: float) -> LineStatus:
@@ -52,6 +81,8 @@ def read_line_status(redis_url: str, timeout: float) -> LineStatus:
             status.queue = queue_length(client)
             status.unacked = jobs_held(client)
             status.workers = workers_online(client)
+            status.workers_lost, status.jobs_restored = recovery_counts(client)
+            status.lost_recently = lost_recently(client)
         finally:
             client.close()
     except (redis.RedisError, OSError) as exc:

@@ -27,7 +27,7 @@ from prometheus_client import (
 from admin.db import get_db
 from admin.errors import respond
 from admin.tokens import refuse_token
-from core.queue import jobs_held, queue_length
+from core.queue import jobs_held, queue_length, recovery_counts
 
 bp = Blueprint("metrics", __name__)
 
@@ -45,6 +45,18 @@ HELD = Gauge(
     "inspection_jobs_held", "Jobs taken by workers, not yet acknowledged", multiprocess_mode="max"
 )
 
+WORKERS_LOST = Gauge(
+    "inspection_lost_workers",
+    "Workers found dead by the others' heartbeats (counted in Redis)",
+    multiprocess_mode="max",
+)
+JOBS_RESTORED = Gauge(
+    "inspection_restored_jobs",
+    "Jobs put back on the queue from lost workers (counted in Redis)",
+    multiprocess_mode="max",
+)
+LINE_GAUGES = (QUEUE_LENGTH, HELD, WORKERS_LOST, JOBS_RESTORED)
+
 
 @bp.route("/metrics")
 def metrics() -> Any:
@@ -57,10 +69,13 @@ def metrics() -> Any:
         )
         QUEUE_LENGTH.set(queue_length(client))
         HELD.set(jobs_held(client))
+        lost, restored = recovery_counts(client)
+        WORKERS_LOST.set(lost)
+        JOBS_RESTORED.set(restored)
         client.close()
     except redis.RedisError:
-        QUEUE_LENGTH.set(float("nan"))
-        HELD.set(float("nan"))
+        for gauge in LINE_GAUGES:
+            gauge.set(float("nan"))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

@@ -43,10 +43,13 @@ def to_plant(value: datetime) -> datetime:
     return value.astimezone(plant_zone())
 
 
-def localtime(value: datetime | None, precision: str = "seconds") -> str:
-    """The template filter: ``value`` in plant time, with the zone's abbreviation."""
+def localtime(value: datetime | float | None, precision: str = "seconds") -> str:
+    """The template filter: ``value`` (a datetime, or a Unix time as Redis keeps
+    them) in plant time, with the zone's abbreviation."""
     if value is None:
         return "–"
+    if isinstance(value, int | float):
+        value = datetime.fromtimestamp(value, UTC)
     return to_plant(value).strftime(FORMATS[precision])
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from bench import frames
+from bench import frames, soak_report
 from bench.embed import median_rates
 from bench.line import (
     LatencyResult,
@@ -412,6 +412,9 @@ def write_report(  # type: ignore[no-untyped-def]
     text = "\n".join(lines) + "\n"
     if frames_text:
         text = frames.splice_section(text, frames_text)
+    # the soak's sections come from `make soak` (an hour): kept as they are
+    if args.out.exists() and (soak := soak_report.section_of(args.out.read_text())):
+        text = soak_report.splice(text, soak)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
 

@@ -84,6 +84,36 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         session.close()
 
 
+#: SQLSTATE class 53, insufficient resources (PostgreSQL): the metric's reason
+_SQLSTATE_REASONS = {"53100": "full", "53200": "out_of_memory"}
+#: SQLite's extended result codes, by prefix (``sqlite3.Error.sqlite_errorname``)
+_SQLITE_REASONS = (
+    ("SQLITE_FULL", "full"),
+    ("SQLITE_READONLY", "read_only"),
+    ("SQLITE_IOERR", "io_error"),  # also what a full disk gives a connection being opened
+)
+
+
+def storage_fault_reason(exc: BaseException) -> str | None:
+    """Why the database could not store, when the fault is its storage's and not
+    the statement's: ``full`` (PostgreSQL's DiskFull, SQLSTATE 53100, or SQLite's
+    "database or disk is full"), ``out_of_memory`` (53200), ``insufficient_resources``
+    (the rest of class 53), ``read_only`` or ``io_error`` (SQLite); else None.
+
+    All of them reach SQLAlchemy as ``OperationalError``: nothing is wrong with
+    what was written, and writing it again once the fault clears succeeds."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return None
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)  # psycopg 3 | 2
+    if isinstance(sqlstate, str) and sqlstate.startswith("53"):
+        return _SQLSTATE_REASONS.get(sqlstate, "insufficient_resources")
+    name = getattr(orig, "sqlite_errorname", None)
+    if isinstance(name, str):
+        return next((reason for prefix, reason in _SQLITE_REASONS if name.startswith(prefix)), None)
+    return None
+
+
 def dispose_engines(close: bool = True) -> None:
     """Forget every engine; ``close=False`` leaves inherited connections to the parent."""
     with _lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 
 from PIL import Image, UnidentifiedImageError
@@ -30,6 +31,12 @@ MODE_NAMES = {
     "P": "colour palette",
     "PA": "colour palette with transparency",
 }
+
+# What Pillow's readers also raise on a malformed file, besides OSError and the like
+# (found by tests/unit/test_bad_input_properties.py): a TIFF whose next directory has
+# no size (TypeError, counting frames), a GIF cut after an extension's introducer
+# (IndexError).
+MALFORMED = (TypeError, IndexError, KeyError, struct.error)
 
 
 class ImageRejected(ValueError):
@@ -88,7 +95,7 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
             "the image claims more pixels than allowed (a decompression bomb?); "
             "send a smaller image"
         ) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, *MALFORMED) as exc:
         raise ImageRejected(
             f"the image is corrupt or truncated ({exc}); resend the complete file"
         ) from None

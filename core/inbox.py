@@ -32,6 +32,12 @@ def inbox_parts(image_path: str, inbox_dir: Path) -> list[str]:
     )
     if "\0" in image_path:
         raise JobInvalid("image_path contains a NUL character")
+    try:
+        os.fsencode(image_path)  # what os.open would do, raising UnicodeEncodeError
+    except UnicodeEncodeError:
+        raise JobInvalid(
+            "image_path is not valid text (it holds a lone surrogate); send the file's name"
+        ) from None
     path = PurePosixPath(image_path)
     if path.is_absolute():
         for inbox in (inbox_dir.absolute(), inbox_dir.resolve()):

@@ -23,6 +23,11 @@ TASK_NAME = "inspect"
 QUEUE_NAME = "inspect"
 MAX_CAMERA_LENGTH = 120
 MAX_META_BYTES = 16 * 1024
+MAX_META_DEPTH = 32
+# Times a row can hold and every time zone can show: a day inside Python's range
+# (9999-12-31T23:00-14:00 is past year 9999 in UTC, and no database row took it).
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 
 
 class JobInvalid(ValueError):
@@ -35,9 +40,15 @@ def parse_timestamp(value: Any, name: str) -> datetime:
         raise JobInvalid(f"{name} must be an ISO 8601 string, got {type(value).__name__}")
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        in_range = EARLIEST <= parsed <= LATEST
+    except (ValueError, OverflowError):
         raise JobInvalid(f"{name} must be an ISO 8601 timestamp, got {value[:40]!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if not in_range:
+        raise JobInvalid(
+            f"{name} {value[:40]!r} is out of range; send the time the image was taken"
+        )
+    return parsed
 
 
 def check_camera(value: Any) -> str:
@@ -56,7 +67,46 @@ def check_job_id(value: Any) -> str:
             return str(uuid.UUID(value))
         except ValueError:
             pass
-    raise JobInvalid(f"job_id must be a UUID string, got {str(value)[:40]!r}")
+    # not str(value): a value nested deep enough raises RecursionError on the way
+    shown = repr(value[:40]) if isinstance(value, str) else f"a {type(value).__name__}"
+    raise JobInvalid(f"job_id must be a UUID string, got {shown}")
+
+
+def check_meta(value: Any) -> dict[str, Any]:
+    """``meta`` as a row stores it: a JSON object of valid Unicode and finite numbers,
+    at most MAX_META_DEPTH deep and MAX_META_BYTES long (``{}`` for None)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise JobInvalid(f"meta must be an object, got {type(value).__name__}")
+    if json_depth(value) > MAX_META_DEPTH:
+        raise JobInvalid(f"meta is nested more than {MAX_META_DEPTH} levels deep")
+    try:
+        text = json.dumps(value, default=str, allow_nan=False, ensure_ascii=False)
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise JobInvalid("meta holds text that is not valid Unicode (a lone surrogate)") from None
+    except ValueError:
+        # PostgreSQL's json has no NaN or Infinity, so no row could hold this meta
+        raise JobInvalid(
+            "meta holds NaN or Infinity; send numbers JSON can hold, or null"
+        ) from None
+    if size > MAX_META_BYTES:
+        raise JobInvalid(f"meta is larger than {MAX_META_BYTES} bytes of JSON")
+    return value
+
+
+def json_depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value`` (counted without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict | list | tuple):
+            deepest = max(deepest, depth)
+            if depth <= MAX_META_DEPTH:  # deeper is refused anyway: stop looking
+                stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 @dataclass(frozen=True)
@@ -78,14 +128,17 @@ class InspectJob:
         meta: dict[str, Any] | None = None,
         job_id: str | None = None,
     ) -> InspectJob:
-        """A new job carrying the image inside the message."""
-        return cls(
-            job_id=job_id or str(uuid.uuid4()),
+        """A new job carrying the image inside the message, checked as a worker checks
+        it (``JobInvalid``): what a worker would refuse is refused before it is sent."""
+        job = cls(
+            job_id=str(uuid.uuid4()) if job_id is None else check_job_id(job_id),
             camera=check_camera(camera),
             captured_at=captured_at or datetime.now(UTC),
             image_b64=base64.b64encode(data).decode("ascii"),
-            meta=dict(meta or {}),
+            meta=dict(check_meta(meta)),
         )
+        cls.from_message(job.to_message())
+        return job
 
     def to_message(self) -> dict[str, Any]:
         """The task's keyword arguments: JSON types only."""
@@ -126,11 +179,7 @@ class InspectJob:
             raise JobInvalid(f"image_b64 must be a base64 string, got {type(image_b64).__name__}")
         if image_path is not None and (not isinstance(image_path, str) or not image_path):
             raise JobInvalid("image_path must be a non-empty string")
-        meta = message.get("meta") or {}
-        if not isinstance(meta, dict):
-            raise JobInvalid(f"meta must be an object, got {type(meta).__name__}")
-        if len(json.dumps(meta, default=str)) > MAX_META_BYTES:
-            raise JobInvalid(f"meta is larger than {MAX_META_BYTES} bytes of JSON")
+        meta = check_meta(message.get("meta"))
         submitted = message.get("submitted_at")
         return cls(
             job_id=check_job_id(message["job_id"]),
@@ -139,7 +188,7 @@ class InspectJob:
             image_b64=image_b64,
             image_path=image_path,
             meta=meta,
-            submitted_at=parse_timestamp(submitted, "submitted_at") if submitted else None,
+            submitted_at=None if submitted is None else parse_timestamp(submitted, "submitted_at"),
         )
 
 

@@ -62,11 +62,31 @@ def jobs_held(client: redis.Redis) -> int:
 
 
 #: each worker's heartbeat: a key per worker (its node name after the prefix) that
-#: it renews every WORKER_HEARTBEAT_S and that expires WORKER_HEARTBEAT_TTL_S after
-#: its last beat, so the keys there are the workers alive
+#: it renews every fifth of WORKER_LOST_AFTER_S and that expires at least
+#: WORKER_HEARTBEAT_TTL_S after its last beat, so the keys there are the workers alive
 WORKER_KEY_PREFIX = "inspection:worker:"
-WORKER_HEARTBEAT_S = 5.0
 WORKER_HEARTBEAT_TTL_S = 20
+
+
+#: Each worker process (an *incarnation*: a random id made when it starts, so a
+#: worker restarted under the same node name is another one) records the delivery
+#: tags of the jobs it holds in ``HELD_PREFIX<incarnation>`` (a set, written in the
+#: same transaction as kombu's ``unacked`` record) and keeps ``ALIVE_PREFIX<incarnation>``
+#: alive from a thread of its own, renewed every WORKER_LOST_AFTER_S / 5. When the
+#: key has lapsed, any live worker puts the jobs of the set back on the queue.
+HELD_PREFIX = "inspection:held:"
+ALIVE_PREFIX = "inspection:alive:"
+#: counters of what recovery did, and the latest workers lost (newest first)
+WORKERS_LOST_KEY = "inspection:stats:workers_lost"
+JOBS_RESTORED_KEY = "inspection:stats:jobs_restored"
+LOST_LOG_KEY = "inspection:lost_workers"
+LOST_LOG_LENGTH = 20
+
+
+def recovery_counts(client: redis.Redis) -> tuple[int, int]:
+    """Workers found lost and jobs put back from them, since Redis started."""
+    lost, restored = client.mget([WORKERS_LOST_KEY, JOBS_RESTORED_KEY])  # type: ignore[misc]
+    return int(lost or 0), int(restored or 0)
 
 
 def workers_online(client: redis.Redis) -> list[str]:

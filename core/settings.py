@@ -146,7 +146,13 @@ class Settings(BaseSettings):
     visibility_timeout_s: Annotated[int, Field(ge=5)] = setting(
         600,
         "BROKER_VISIBILITY_TIMEOUT",
-        "seconds before a job a dead worker held goes back to the queue",
+        "the last resort: seconds before any job held unacknowledged goes back to the queue",
+    )
+    worker_lost_after_s: Annotated[float, Field(ge=1, le=300)] = setting(
+        10.0,
+        "WORKER_LOST_AFTER_S",
+        "a worker silent this long is lost: another worker puts its jobs back on the queue "
+        "(its heartbeat thread beats every fifth of it, even during a long batch)",
     )
     spool_dir: Path = setting(
         Path("var/spool"),
@@ -155,6 +161,12 @@ class Settings(BaseSettings):
     )
     max_queue_length: Positive = setting(
         5000, "MAX_QUEUE_LENGTH", "producers wait while the queue is this long (backpressure)"
+    )
+    spool_max_bytes: Positive = setting(
+        1024**3,
+        "SPOOL_MAX_BYTES",
+        "a producer whose spool holds this much waits for Redis instead of spooling more "
+        "(nothing is dropped; README, *Overload*)",
     )
 
     @property

@@ -4,7 +4,9 @@ Sending never loses an image: when Redis does not answer, the message goes to
 a local spool (``SPOOL_DIR``) and is sent, oldest first, as soon as Redis
 answers again. When the queue is longer than ``MAX_QUEUE_LENGTH`` the client
 waits before sending (backpressure), so a fast camera cannot flood Redis while
-the workers catch up.
+the workers catch up. The spool is bounded too: a client whose spool holds
+``SPOOL_MAX_BYTES`` waits for Redis to answer rather than spool more, so a long
+outage stops the camera instead of filling the disk; nothing is dropped.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class InspectionClient:
         self._queue_checked_at = 0.0
         self._room = 0  # jobs that may still be sent before the queue is counted again
         self.waited_for_room_s = 0.0
+        self.waited_for_spool_s = 0.0
+        self._spool_full_said = float("-inf")  # when the full spool was last logged
 
     # -- sending -----------------------------------------------------------------
 
@@ -89,17 +93,37 @@ class InspectionClient:
         )
 
     def submit_job(self, job: InspectJob) -> bool:
-        """Send ``job``, or spool it if Redis does not answer. True when it was sent."""
+        """Send ``job``, or spool it if Redis does not answer. True when it was sent.
+
+        While the spool is full (``SPOOL_MAX_BYTES``) this waits, trying Redis
+        every ``RETRY_AFTER_S``, until the job is sent or the spool has room.
+        """
         message = job.to_message()
-        if time.monotonic() >= self._down_until:
-            try:
-                self.flush_spool()
-                self.send_message(message)
-                return True
-            except SEND_ERRORS as exc:
-                self._mark_down(exc)
-        self.spool.put(message)
-        return False
+        while True:
+            if time.monotonic() >= self._down_until:
+                try:
+                    self.flush_spool()
+                    self.send_message(message)
+                    return True
+                except SEND_ERRORS as exc:
+                    self._mark_down(exc)
+            if self.spool.size_bytes() < self.settings.spool_max_bytes:
+                self.spool.put(message)
+                return False
+            self._wait_for_spool_room()
+
+    def _wait_for_spool_room(self) -> None:
+        """Sleep until Redis may be tried again; the caller (the camera) waits meanwhile."""
+        if time.monotonic() - self._spool_full_said > 30:
+            log.warning(
+                "the spool holds %d bytes (SPOOL_MAX_BYTES %d); waiting for Redis",
+                self.spool.size_bytes(),
+                self.settings.spool_max_bytes,
+            )
+            self._spool_full_said = time.monotonic()
+        pause = max(self._down_until - time.monotonic(), 0.05)
+        time.sleep(pause)
+        self.waited_for_spool_s += pause
 
     def send_job(self, job: InspectJob) -> None:
         """Send ``job`` now or raise: for callers that keep the image themselves

@@ -52,8 +52,9 @@ def check_task_message(message: Any) -> None:
             "send jobs with a Celery client (send_task)"
         )
     headers = headers or {}
-    if UNREADABLE_HEADER in headers:
-        raise MessageRefused(str(headers[UNREADABLE_HEADER]), task_id=headers.get("id"))
+    if UNREADABLE_HEADER in headers:  # set by our transport, or by a sender: shown as text
+        reason = shown(headers[UNREADABLE_HEADER], BODY_EXCERPT_CHARS) or "unreadable"
+        raise MessageRefused(reason, task_id=headers.get("id"))
     try:
         body = message.decode()
     except Exception as exc:
@@ -85,7 +86,7 @@ def check_task_message(message: Any) -> None:
         )
     refuse = _refuser(task_id, kwargs, task)
     if task != TASK_NAME:
-        refuse(f"unknown task {str(task)[:80]!r}: the workers run only {TASK_NAME!r}")
+        refuse(f"unknown task {shown(task, 80)!r}: the workers run only {TASK_NAME!r}")
     if not isinstance(task_id, str) or not task_id.strip():
         refuse("the message has no task id (the 'id' header); send it with Celery's send_task")
     if not isinstance(kwargs, dict):
@@ -145,14 +146,21 @@ def describe(message: Any) -> dict[str, Any]:
 
 def json_safe(headers: dict[Any, Any]) -> dict[str, Any]:
     """Headers as a JSON object of short strings (any value, however odd)."""
-    safe = {}
-    for key, value in list(headers.items())[:50]:
+    return {
+        printable(str(key))[:HEADER_VALUE_CHARS]: shown(value, HEADER_VALUE_CHARS)
+        for key, value in list(headers.items())[:50]
+    }
+
+
+def shown(value: Any, limit: int) -> str:
+    """``value`` as printable text of at most ``limit`` characters, whatever it is;
+    one nested too deeply to write out (RecursionError) is named by its type."""
+    if not isinstance(value, str):
         try:
-            text = value if isinstance(value, str) else json.dumps(value, default=repr)
+            value = json.dumps(value, default=repr)
         except (TypeError, ValueError, RecursionError):
-            text = repr(value)
-        safe[printable(str(key))[:HEADER_VALUE_CHARS]] = printable(text[:HEADER_VALUE_CHARS])
-    return safe
+            value = f"a {type(value).__name__}"
+    return printable(value[:limit])
 
 
 def printable(text: str) -> str:

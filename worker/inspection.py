@@ -7,7 +7,6 @@ transaction serve many jobs; the Celery task feeds it what it has.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import time
 import uuid
@@ -28,6 +27,7 @@ from core.jobs import (
     MAX_CAMERA_LENGTH,
     InspectJob,
     JobInvalid,
+    check_meta,
     decode_b64_image,
 )
 from core.references import ReferenceCache, register_model_version
@@ -38,7 +38,7 @@ from core.tables import DeadLetter, Finding, Inspection, utcnow
 from core.thresholds import ThresholdCache
 from core.verdict import ReferenceSet, decide_batch
 from worker import metrics
-from worker.envelope import BODY_EXCERPT_CHARS, json_safe, printable
+from worker.envelope import BODY_EXCERPT_CHARS, json_safe, printable, shown
 
 log = logging.getLogger(__name__)
 
@@ -174,16 +174,25 @@ def prepare(pending: PendingJob, runtime: WorkerRuntime) -> None:
     pending.data = data
 
 
+def _storable_meta(value: Any) -> dict[str, Any] | None:
+    """A refused message's meta, kept on its row only when a job could carry it: one
+    with NaN (which PostgreSQL's json refuses) would make the row unwritable."""
+    try:
+        return check_meta(value) if isinstance(value, dict) else None
+    except JobInvalid:
+        return None
+
+
 def rejected_row(pending: PendingJob, processed_at: datetime) -> dict[str, Any]:
     job, message = pending.job, pending.message
-    meta = message.get("meta") if isinstance(message.get("meta"), dict) else None
     return base_row(
         job_id=job.job_id if job else pending.recovered_job_id(),
         camera=job.camera if job else _printable_camera(message.get("camera")),
         status="rejected",
-        error=pending.error,
+        # a reason may quote what was sent; PostgreSQL's text takes no NUL
+        error=printable(pending.error or "rejected"),
         image_key=pending.image_key,
-        meta=job.meta if job else meta,
+        meta=job.meta if job else _storable_meta(message.get("meta")),
         captured_at=job.captured_at if job else None,
         submitted_at=job.submitted_at if job else None,
         received_at=pending.received_at,
@@ -195,13 +204,13 @@ def dead_letter_row(pending: PendingJob) -> dict[str, Any]:
     """A dead letter for a refused message from which no job id could be recovered."""
     envelope = pending.envelope or {
         "headers": json_safe({"id": pending.task_id}) if pending.task_id else None,
-        "body": printable(json.dumps(pending.message, default=repr)[:BODY_EXCERPT_CHARS]),
+        "body": shown(pending.message, BODY_EXCERPT_CHARS),
         "body_bytes": None,
     }
     return {
         "received_at": pending.received_at,
-        "reason": pending.error or "refused",
-        "task": pending.task_name,
+        "reason": printable(pending.error or "refused"),
+        "task": printable(pending.task_name)[:200] if pending.task_name else None,
         "task_id": printable(pending.task_id)[:200] if pending.task_id else None,
         **envelope,
     }

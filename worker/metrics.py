@@ -44,6 +44,25 @@ DEAD_LETTERS = Counter(
 DATABASE_RETRIES = Counter(
     "inspection_database_retries_total", "Batches retried because the database was unreachable"
 )
+STORAGE_FAULTS = Counter(
+    "inspection_storage_faults_total",
+    "Failed tries to store a batch, held and retried (store: blobs | database; reason: full, "
+    "read_only, permission, io_error, out_of_memory, insufficient_resources, unreachable)",
+    ["store", "reason"],
+)
+STORAGE_BLOCKED = Gauge(
+    "inspection_storage_blocked",
+    "1 while a store fails and this worker holds its batch unacknowledged, else 0",
+    ["store"],
+)
+for _store in ("blobs", "database"):  # shown as 0 from the start, so an alert can watch it
+    STORAGE_BLOCKED.labels(_store).set(0)
+WORKERS_LOST = Counter(
+    "inspection_workers_lost_total", "Workers this one found dead (heartbeat lapsed) and reaped"
+)
+JOBS_RESTORED = Counter(
+    "inspection_jobs_restored_total", "Jobs this worker put back on the queue from lost workers"
+)
 MODEL = Gauge("inspection_model_loaded", "The model this process loaded (1)", ["version", "arch"])
 
 # Error text fragments -> a short reason, for a metric label with few values.

@@ -6,8 +6,10 @@ arrived or ``INSPECT_BATCH_WAIT_MS`` have passed, whichever comes first. The
 messages are acknowledged only when the batch returns, after its rows are
 committed (``acks_late``); a worker that dies holding a batch leaves every job
 in it to be redelivered. Errors never escape the task (that would acknowledge
-the batch with no rows): the database being down is waited out, and any other
-error is isolated to the job that causes it, which is then recorded as rejected.
+the batch with no rows): a storage fault (the database down or full, BLOB_DIR
+full or read-only: ``worker.retry``) is waited out with the batch held, and any
+other error is isolated to the job that causes it, which is then recorded as
+rejected. A job is rejected for its own input or a bug, never for our storage.
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ from worker.retry import attempts, until_stored
 
 log = logging.getLogger(__name__)
 
-# Any error but the database being unreachable (worker.retry) is a bug or a broken
-# dependency: a job that still fails after this many attempts on its own is
-# recorded as rejected, saying why.
+# Any error but a storage fault (worker.retry) is a bug or a broken dependency:
+# a job that still fails after this many attempts on its own is recorded as
+# rejected, saying why.
 ATTEMPTS_PER_JOB = 3
 
 # What the worker's main process knows of its pool, inherited by forked children.
@@ -114,7 +116,7 @@ def inspect_until_stored(
 ) -> None:
     """Inspect ``batch`` and store its rows, whatever it takes; never raises.
 
-    The database being unreachable is waited out (``until_stored``); any other
+    Storage faults are waited out (``until_stored``), the batch held; any other
     error is isolated to the job that causes it, which is retried and then
     recorded as rejected.
     """
@@ -122,7 +124,7 @@ def inspect_until_stored(
         inspect_alone(runtime, batch[0], sleep)
         return
     try:
-        until_stored(lambda: inspect_batch(runtime(), batch), sleep)
+        until_stored(lambda: inspect_batch(runtime(), batch), sleep, holding=len(batch))
         return
     except Exception:
         ids = {"job_ids": [p.task_id for p in batch]}

@@ -42,6 +42,7 @@ from kombu.utils.json import dumps, loads
 from core.jobs import QUEUE_NAME
 from core.settings import get_settings
 from worker.envelope import UNREADABLE_HEADER
+from worker.recovery import HeldJobsQoS
 
 #: what an unreadable item keeps of its bytes (the dead letter shows the start)
 UNREADABLE_KEEP_BYTES = 4096
@@ -166,6 +167,7 @@ def _dumps_or_repr(payload: Any) -> str:
 
 class Channel(kombu_redis.Channel):
     Message = Message
+    QoS = HeldJobsQoS  # records the jobs this worker holds (worker/recovery.py)
     _rescue: RescueFolder | None = None
     _processing_restored = False
     #: the list the pending fetch takes from with BLMOVE; None while BRPOP is pending
@@ -225,7 +227,7 @@ class Channel(kombu_redis.Channel):
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
-            if not popped:
+            if popped is None:  # timed out; an empty item (b"") is an item, a dead letter
                 raise kombu_redis.Empty()
             key, item = (source, popped) if source is not None else popped
             dest = bytes_to_str(key).rsplit(self.sep, 1)[0]
@@ -254,7 +256,7 @@ class Channel(kombu_redis.Channel):
         else:
             try:
                 return loads(bytes_to_str(item))
-            except (ValueError, TypeError, UnicodeDecodeError) as exc:
+            except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as exc:
                 reason = f"a {len(item):,}-byte item that is not JSON ({str(exc)[:120]})"
         reason = f"the broker held {reason}; send jobs with a Celery client (send_task)"
         return unreadable_envelope(item, reason, queue)

@@ -24,6 +24,11 @@
     const workers = status.workers || [];
     show("workers-online", status.error ? "–" : String(workers.length));
     show("workers-list", workers.length ? "(" + workers.join(", ") + ")" : "");
+    show("workers-lost", known(status.workers_lost));
+    show("jobs-restored", known(status.jobs_restored));
+    const lost = (status.lost_recently || []).map(
+      (l) => `${l.worker} at ${new Date(l.at * 1000).toLocaleString()}, ${l.jobs} job(s)`);
+    show("lost-recently", lost.length ? "(" + lost.join("; ") + ")" : "");
   }
 
   function start(section) {

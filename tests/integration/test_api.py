@@ -145,6 +145,7 @@ def test_admin_metrics_need_a_token_and_count_requests(app, api_token):
     assert body.status_code == 200
     assert 'admin_requests_total{endpoint="auth.login",method="GET",status="200"}' in text
     assert "inspection_queue_length 0.0" in text
+    assert "inspection_lost_workers 0.0" in text and "inspection_restored_jobs 0.0" in text
 
 
 # -- the OpenAPI document ----------------------------------------------------------------

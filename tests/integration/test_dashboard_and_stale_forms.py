@@ -116,6 +116,9 @@ def test_the_dashboard_renders_with_no_worker_and_polls_their_status(
         "queue": 0,
         "unacked": 0,
         "workers": [],
+        "workers_lost": 0,
+        "jobs_restored": 0,
+        "lost_recently": [],
         "error": None,
         "checked_at": 0,
     }

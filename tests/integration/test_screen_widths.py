@@ -123,6 +123,29 @@ def compare_two(page, url: str) -> None:
     page.wait_for_selector("#dissimilarity")
 
 
+def stale_review(page, site: WidthSite) -> None:
+    """A review posted with an expired form token: the friendly page that keeps what
+    was typed (posted as a plain form, as a browser without the page's script does)."""
+    page.goto(f"{site.url}/inspections/{site.image_id}")
+    with page.expect_navigation():
+        page.evaluate(
+            """() => {
+                 const form = document.createElement('form');
+                 form.method = 'post';
+                 form.action = document.getElementById('review-form').getAttribute('action');
+                 for (const [name, value] of [['csrf_token', 'expired'], ['action', 'comment'],
+                     ['comment', 'Scale pattern along the edge; checked with the shift lead.']]) {
+                   const input = document.createElement('input');
+                   input.type = 'hidden'; input.name = name; input.value = value;
+                   form.appendChild(input);
+                 }
+                 document.body.appendChild(form);
+                 form.submit();
+               }"""
+        )
+    page.wait_for_selector("#submit-again")
+
+
 def pages(site: WidthSite) -> dict[str, Callable]:
     """Each page (but the login page) by its screenshot name: how to open it."""
 
@@ -140,6 +163,7 @@ def pages(site: WidthSite) -> dict[str, Callable]:
         "thresholds": opener("/thresholds/"),
         "users": opener("/users/"),
         "dead-letters": opener("/dead-letters"),
+        "stale-form": lambda page: stale_review(page, site),
     }
 
 
@@ -214,8 +238,10 @@ def review_problems(page, name: str) -> list[str]:
 
 
 def failed_page(response, width: int, problems: list[str]) -> None:
-    """A page that failed would pass every check on an error page: it is a problem."""
-    if response.request.resource_type == "document" and response.status >= 400:
+    """A page that failed would pass every check on an error page: it is a problem
+    (but the stale-form page, a 400 by design)."""
+    stale = response.request.method == "POST" and response.status == 400
+    if response.request.resource_type == "document" and response.status >= 400 and not stale:
         problems.append(f"{response.url} at {width}: HTTP {response.status}")
 
 

@@ -73,9 +73,11 @@ def test_settings_survive_the_trip_to_a_child_process_environment():
         inspect_batch_size=7,
         inspect_batch_wait_ms=9,
         visibility_timeout_s=99,
+        worker_lost_after_s=3.0,
         model_threads=3,
         spool_dir=Path("/data/spool"),
         max_queue_length=11,
+        spool_max_bytes=12345,
     )
     # every field differs from its default, so a field the inverse forgets fails here
     defaults = settings_from_env({})
