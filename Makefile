@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # Debian packages the tests use: docker-compose (validates docker-compose.yml
-# without a Docker engine) and chromium (the browser tests). Installed only when missing.
+# without a Docker engine), chromium (the browser tests) and mosquitto (the MQTT
+# broker results are pushed to). Installed only when missing.
 system-deps:
 	@scripts/install_system_deps.sh
 

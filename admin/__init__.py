@@ -46,9 +46,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
 
     from admin import (
+        alarms,
         api,
         auth,
         cli,
+        coils,
         compare,
         dashboard,
         db,
@@ -56,11 +58,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         errors,
         images,
         inspections,
+        live,
         metrics,
         references,
+        reports,
         thresholds,
         timezone,
         users,
+        webhooks,
     )
     from admin.db import get_db
     from admin.tokens import refuse_token
@@ -81,6 +86,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         dead_letters.bp,
         thresholds.bp,
         users.bp,
+        webhooks.bp,
+        live.bp,
+        alarms.bp,
+        coils.bp,
+        reports.bp,
         api.bp,
         metrics.bp,
     ):

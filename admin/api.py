@@ -23,7 +23,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from pydantic import ValidationError
 from redis import RedisError
 from spectree import Response
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from admin import api_schemas as schemas
@@ -32,9 +32,17 @@ from admin.openapi import api_spec, describe, errors, openapi_document
 from admin.review_queue import QueueFilter, fetch_page
 from admin.reviews import apply_review
 from admin.tokens import refuse_token
-from core.jobs import InspectJob, JobInvalid, parse_timestamp, send_job
+from core.jobs import (
+    TRACE_FIELDS,
+    InspectJob,
+    JobInvalid,
+    Trace,
+    check_coil_id,
+    parse_timestamp,
+    send_job,
+)
 from core.settings import get_settings
-from core.tables import Finding, Inspection
+from core.tables import Coil, Finding, Inspection, utcnow
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_LIMIT = 500
@@ -52,6 +60,7 @@ ENDPOINT_SCOPES = {
     "api.get_inspection": "read",
     "api.review_inspection": "review",
     "api.submit_job": "submit",
+    "api.end_coil": "submit",
 }
 
 
@@ -141,6 +150,10 @@ def as_body(row: Inspection, findings: list[schemas.Finding]) -> schemas.Inspect
         model_version=row.model_version,
         error=row.error,
         meta=row.meta or {},
+        coil_id=row.coil_id,
+        frame_index=row.frame_index,
+        position_m=row.position_m,
+        across_m=row.across_m,
         captured_at=row.captured_at,
         received_at=row.received_at,
         processed_at=row.processed_at,
@@ -170,8 +183,9 @@ def list_inspections() -> Any:
     Filters as the supervisors' queue has them; every status unless asked.
     """
     query: schemas.InspectionQuery = parsed("query")
+    args = query.model_dump(exclude={"after", "limit", "coil_id"})
     # the API speaks UTC: a time without an offset is UTC, not the plant's clock
-    f = QueueFilter.from_args(query.model_dump(exclude={"after", "limit"}), zone=UTC)
+    f = QueueFilter.from_args({**args, "coil": query.coil_id}, zone=UTC)
     limit = min(max(query.limit, 1), MAX_LIMIT)
     db = get_db()
     rows, cursor = fetch_page(db, f, query.after or None, limit)
@@ -269,6 +283,7 @@ def submit_job() -> Any:
             parse_timestamp(captured, "captured_at") if captured else None,
             {**meta, "source": "http"},
             fields.job_id or None,
+            Trace.from_fields({name: getattr(fields, name) for name in TRACE_FIELDS}),
         )
         InspectJob.from_message(job.to_message())  # the same checks the worker makes
         send_job(job, get_celery_client())
@@ -277,6 +292,52 @@ def submit_job() -> Any:
     except (KombuOperationalError, RedisError, OSError):
         return error(503, "the queue is not reachable; retry later")
     return schemas.JobQueued(job_id=job.job_id, status="queued"), 202
+
+
+@bp.post("/coils/<path:coil_id>/end")
+@api_spec.validate(
+    resp=Response(
+        HTTP_200=(schemas.Coil, "the coil, ended (now, or earlier)"),
+        HTTP_404=(schemas.Error, "no frame of this coil has been stored"),
+        **errors(401, 403),
+    )
+)
+def end_coil(coil_id: str) -> Any:
+    """End a coil now
+
+    For a producer that could not send `coil_end` on the coil's last frame. The coil
+    rules then judge it as any ended coil. A coil that has ended stays as it ended
+    (calling again changes nothing); frames stored after its end are still counted.
+    """
+    try:  # an id no job could carry (a NUL, which PostgreSQL text cannot hold) names none
+        coil_id = check_coil_id(coil_id) or ""
+    except JobInvalid:
+        return error(404, "no such coil: that is no coil id a job could carry")
+    db = get_db()
+    # one statement, so that a worker ending the coil at the same time keeps its time
+    db.execute(
+        update(Coil)
+        .where(Coil.coil_id == coil_id, Coil.ended_at.is_(None))
+        .values(ended_at=utcnow())
+    )
+    db.commit()
+    row = db.get(Coil, coil_id)
+    if row is None:
+        return error(404, f"no coil {coil_id[:80]!r}: no frame of it has been stored")
+    return coil_body(row)
+
+
+def coil_body(row: Coil) -> schemas.Coil:
+    return schemas.Coil(
+        coil_id=row.coil_id,
+        frames=row.frames,
+        flagged=row.flagged,
+        length_m=row.length_m,
+        first_frame_at=row.first_frame_at,
+        last_frame_at=row.last_frame_at,
+        ended_at=row.ended_at,
+        verdict=row.verdict if row.verdict in ("ship", "hold") else None,
+    )
 
 
 @bp.get("/openapi.json")

@@ -22,6 +22,8 @@ Status = Literal["passed", "flagged", "rejected"]
 ReviewState = Literal["pending", "confirmed", "false_alarm", "relabeled"]
 Sort = Literal["newest", "oldest", "dissimilar", "similar"]
 ReviewAction = Literal["confirm", "false_alarm", "relabel", "comment"]
+# core.tables.COIL_VERDICTS (tests/integration/test_traceability.py checks that they agree)
+CoilVerdict = Literal["ship", "hold"]
 
 # As datetime.isoformat() writes it ("+00:00"), as the API always has.
 Timestamp = Annotated[
@@ -76,6 +78,7 @@ class InspectionQuery(Request):
         None, description="processed before; a malformed time is ignored"
     )
     sort: Sort = Field("newest", description="order of the pages")
+    coil_id: str = Field("", description="the coil (or lot) the frames belong to")
     after: str = Field("", description="the `next` cursor of the previous page")
     limit: int = Field(50, description="page size; below 1 counts as 1, above 500 as 500")
 
@@ -93,7 +96,32 @@ class ReviewRequest(Request):
     )
 
 
-class JobSubmission(Request):
+class TracedJob(Request):
+    """Where a submitted frame was taken (all optional), checked as every job's trace
+    is (``core.jobs.Trace``)."""
+
+    coil_id: str | None = Field(
+        None, description="the coil (or lot) the frame belongs to; at most 80 characters"
+    )
+    frame_index: int | None = Field(
+        None,
+        description="the frame's number on its coil, from 0 at the head; times the "
+        "camera's frame length, its position when `position_m` is not sent (needs `coil_id`)",
+    )
+    position_m: float | None = Field(
+        None, description="the frame's place along the coil: metres from its head"
+    )
+    across_m: float | None = Field(
+        None,
+        description="the frame's place across the strip: metres from its reference edge "
+        "(the camera's setting when not sent)",
+    )
+    coil_end: bool = Field(
+        False, description="true on the coil's last frame: the coil has ended (needs `coil_id`)"
+    )
+
+
+class JobSubmission(TracedJob):
     """A job as JSON, the image inside it."""
 
     image_b64: str = Field(json_schema_extra={"contentEncoding": "base64"})
@@ -105,7 +133,7 @@ class JobSubmission(Request):
     meta: dict[str, Any] | None = None
 
 
-class JobUpload(Request):
+class JobUpload(TracedJob):
     """A job as a multipart form, the image as a file."""
 
     image: UploadedFile
@@ -177,6 +205,16 @@ class Inspection(Body):
     model_version: str | None
     error: str | None = Field(description="why the image was rejected")
     meta: dict[str, Any]
+    coil_id: str | None = Field(description="the coil (or lot) the frame belongs to")
+    frame_index: int | None = Field(description="the frame's number on its coil, as sent")
+    position_m: float | None = Field(
+        description="the frame's place along the coil, metres from its head (sent, or "
+        "`frame_index` times the camera's frame length)"
+    )
+    across_m: float | None = Field(
+        description="the frame's place across the strip, metres from its reference edge "
+        "(sent, or the camera's setting)"
+    )
     captured_at: Timestamp | None
     received_at: Timestamp
     processed_at: Timestamp
@@ -196,6 +234,21 @@ class Inspection(Body):
 class InspectionPage(Body):
     items: list[Inspection]
     next: str | None = Field(description="pass as `after` for the next page; null: the last")
+
+
+class Coil(Body):
+    """A coil (or lot) as the line counted it from its stored frames."""
+
+    coil_id: str
+    frames: int = Field(description="its frames stored so far")
+    flagged: int = Field(description="of them flagged")
+    length_m: float | None = Field(description="the furthest position seen, in metres")
+    first_frame_at: Timestamp
+    last_frame_at: Timestamp
+    ended_at: Timestamp | None = Field(description="when it ended; null while it is open")
+    verdict: CoilVerdict | None = Field(
+        description="the coil rules' verdict, made after its end; null until then"
+    )
 
 
 class JobQueued(Body):

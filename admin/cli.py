@@ -13,14 +13,16 @@ from sqlalchemy.orm import Session
 
 from admin.auth import create_user
 from admin.labels import near_duplicates
+from admin.report_cli import make_report_command
 from core.blobs import BlobStore
+from core.camera_positions import check_camera_across, check_frame_length, set_camera_position
 from core.db import session_scope
 from core.images import ImageRejected
 from core.references import add_reference, seed_from_folder
 from core.settings import get_settings
 from core.surface_memories import DEFAULT_SCALE
-from core.tables import REFERENCE_KINDS, ROLES, TOKEN_SCOPES, Label
-from core.thresholds import MAX_SCALE, MIN_SCALE, set_camera_scale
+from core.tables import REFERENCE_KINDS, ROLES, TOKEN_SCOPES, Camera, Label
+from core.thresholds import MAX_SCALE, MIN_SCALE, check_scale, set_camera_scale
 
 
 @click.command("create-user")
@@ -156,14 +158,65 @@ def create_token_command(name: str, scopes: tuple[str, ...]) -> None:
 @click.option(
     "--scale",
     type=float,
-    required=True,
     help=f"model pixels per frame pixel ({MIN_SCALE:g} to {MAX_SCALE:g}; 1: frames as they "
     "are; 0.5: read at half their size)",
 )
+@click.option(
+    "--frame-length-m",
+    type=float,
+    help="metres of strip one frame covers: a job's frame_index times it is its position",
+)
+@click.option(
+    "--across-m",
+    type=float,
+    help="the camera's place across the strip, metres from its reference edge",
+)
 @click.option("--by", "user", default="cli", show_default=True, help="recorded as who set it")
-def set_camera_command(name: str, scale: float, user: str) -> None:
-    """Create or update camera NAME: the scale the model reads its frames at. A new
-    scale rebuilds the camera's good-surface memory on its next frame."""
+def set_camera_command(
+    name: str,
+    scale: float | None,
+    frame_length_m: float | None,
+    across_m: float | None,
+    user: str,
+) -> None:
+    """Create or update camera NAME: the scale the model reads its frames at (a new
+    scale rebuilds the camera's good-surface memory on its next frame), and where it
+    sits on the strip (traceability)."""
+    if scale is None and frame_length_m is None and across_m is None:
+        raise click.UsageError("give --scale, --frame-length-m or --across-m")
+    try:  # nothing is set when one value is wrong
+        if scale is not None:
+            check_scale(scale)
+        check_frame_length(frame_length_m)
+        check_camera_across(across_m)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if frame_length_m is not None or across_m is not None:
+        set_position(name, frame_length_m, across_m, user)
+    if scale is not None:
+        set_scale(name, scale, user)
+
+
+def set_position(
+    name: str, frame_length_m: float | None, across_m: float | None, user: str
+) -> None:
+    """The camera's traceability settings; the one not given stays as it was."""
+    try:
+        with session_scope(current_app.config["DATABASE_URL"]) as session:
+            row = session.get(Camera, name)
+            length, across = frame_length_m, across_m
+            if row is not None:
+                length = row.frame_length_m if length is None else length
+                across = row.across_m if across is None else across
+            set_camera_position(session, name, length, across, user)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    shown = [f"frame length {length:g} m" if length is not None else "no frame length"]
+    shown.append(f"across {across:g} m" if across is not None else "no place across")
+    click.echo(f"camera {name}: {', '.join(shown)}")
+
+
+def set_scale(name: str, scale: float, user: str) -> None:
     try:
         with session_scope(current_app.config["DATABASE_URL"]) as session:
             old = set_camera_scale(session, name, scale, user)
@@ -186,3 +239,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(add_reference_command)
     app.cli.add_command(seed_references_command)
     app.cli.add_command(set_camera_command)
+    app.cli.add_command(make_report_command)

@@ -6,7 +6,7 @@ import csv
 import io
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from flask import (
     Blueprint,
@@ -22,8 +22,10 @@ from flask import (
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import MultiDict
+from werkzeug.routing import BuildError
 
 from admin.auth import safe_next
+from admin.coils import coil_badges
 from admin.db import get_db, get_or_404
 from admin.errors import is_fetch
 from admin.labels import filter_labels
@@ -81,6 +83,18 @@ def box_percent(finding: Finding, width: int, height: int) -> dict[str, str]:
     }
 
 
+@bp.app_template_global()
+def coil_url(coil_id: str | None) -> str | None:
+    """The page of the coil, where the site has one (the coil view); None otherwise,
+    so that pages show the coil's id without a link to nowhere."""
+    if not coil_id or "coils.coil" not in current_app.view_functions:
+        return None
+    try:
+        return url_for("coils.coil", coil_id=coil_id)
+    except BuildError:  # the page takes its coil by another name
+        return "/coils/" + quote(coil_id, safe="")
+
+
 @bp.route("/")
 def index() -> Any:
     return redirect(url_for("inspections.queue"))
@@ -123,6 +137,7 @@ def queue() -> Any:
         review_states=REVIEW_STATES,
         cameras=distinct_values(db, Inspection.camera),
         labels=label_choices(db),
+        coil_badges=coil_badges(db, rows),
     )
 
 
@@ -165,8 +180,11 @@ ROW_COLUMNS = [
     "review_comment",
     "error",
 ]
-#: then each finding as ``label x,y,w,h score``, joined by "; "
-CSV_COLUMNS = [*ROW_COLUMNS, "findings"]
+#: traceability: the coil and the frame's place on it (empty when the job had none)
+TRACE_COLUMNS = ["coil_id", "frame_index", "position_m", "across_m"]
+#: then each finding as ``label x,y,w,h score``, joined by "; ", then the trace (last,
+#: so that the columns before keep their places for readers that count them)
+CSV_COLUMNS = [*ROW_COLUMNS, "findings", *TRACE_COLUMNS]
 # A cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...),
 # +cmd|...): such text cells get a leading apostrophe, which shows as text.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -195,6 +213,7 @@ def export_csv() -> Any:
                 for row in rows:
                     cells = [csv_cell(getattr(row, c)) for c in ROW_COLUMNS]
                     cells.append(csv_cell(findings_text(findings.get(row.id, []))))
+                    cells.extend(csv_cell(getattr(row, c)) for c in TRACE_COLUMNS)
                     writer.writerow(cells)
                 sent += len(rows)
                 db.rollback()  # no transaction held open while the client reads

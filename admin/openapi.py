@@ -22,6 +22,7 @@ from spectree.models import InType, SecureType
 
 from admin.api_schemas import Error
 from admin.errors import MESSAGES
+from admin.event_docs import add_event_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -145,4 +146,4 @@ def openapi_document(
                 # SpecTree adds its 400 to every operation; only requests with a body or
                 # a query can be malformed
                 operation["responses"].pop("400", None)
-    return document
+    return add_event_webhooks(document)  # what the system pushes, beside what it serves

@@ -79,7 +79,7 @@ def clean_filter_value(text: str) -> str:
 
 
 #: the query arguments of a QueueFilter
-FILTER_ARGS = ("status", "camera", "label", "review", "since", "until", "sort")
+FILTER_ARGS = ("status", "camera", "label", "review", "since", "until", "sort", "coil")
 
 
 @dataclass
@@ -91,6 +91,7 @@ class QueueFilter:
     since: str = ""  # ISO 8601, as typed in the form
     until: str = ""
     sort: str = "newest"
+    coil: str = ""  # a coil (or lot) id, matched exactly
     # the clock since and until without an offset are read on: not a query argument
     zone: tzinfo = field(default=UTC, repr=False, compare=False)
 
@@ -143,6 +144,8 @@ class QueueFilter:
             where.append(Inspection.label == self.label)
         if self.review:
             where.append(Inspection.review_state == self.review)
+        if self.coil:
+            where.append(Inspection.coil_id == self.coil)
         if since := parse_time(self.since, self.zone):
             where.append(Inspection.processed_at >= since)
         if until := parse_time(self.until, self.zone):

@@ -27,6 +27,7 @@ from admin.confirmation import Question, ask, confirmed
 from admin.db import get_db
 from admin.model import get_embedder, get_frame_version
 from admin.roles import admin_required
+from core.camera_positions import camera_positions, set_camera_position
 from core.references import is_good_frame
 from core.settings import get_settings
 from core.surface_memories import DEFAULT_SCALE, current_memory
@@ -171,6 +172,7 @@ def render_page(status: int = 200, **extra: Any) -> Any:
         "reason_text": "",
         "camera_preview": None,
         "camera_form": {},
+        "position_form": {},
     }
     context.update(extra)
     return render_template(
@@ -182,6 +184,7 @@ def render_page(status: int = 200, **extra: Any) -> Any:
         other_settings=[s for s in every_setting if s.model_version != version],
         frame_version=frame_version,
         cameras=camera_rows(db, frame_version),
+        positions=camera_positions(db),
         other_camera_settings=other_camera_settings,
         changes=changes,
         labels=labels,
@@ -384,3 +387,37 @@ def camera_scale() -> Any:
             "info",
         )
     return redirect(url_for("thresholds.thresholds") + "#cameras")
+
+
+@bp.post("/camera-position")
+@admin_required
+def camera_position() -> Any:
+    """Set where a camera sits on the strip (traceability): the strip length one frame
+    covers and its place across; empty clears one."""
+    db = get_db()
+    name = request.form.get("camera", "")
+    length_text = request.form.get("frame_length_m", "")
+    across_text = request.form.get("across_m", "")
+    try:
+        length = parse_value(length_text, "a frame length in metres")
+        across = parse_value(across_text, "a place across in metres")
+        before = set_camera_position(db, name, length, across, current_user.username)
+        db.commit()
+    except ValueError as exc:
+        db.rollback()
+        flash(str(exc), "error")
+        form = {"camera": name, "length_text": length_text, "across_text": across_text}
+        return render_page(400, position_form=form)
+    if (before.frame_length_m, before.across_m) == (length, across):
+        flash(f"Camera {before.name} already sits there; nothing changed.", "info")
+    else:
+        flash(
+            f"Camera {before.name}: frame length {metres(length)}, across {metres(across)}. "
+            "Frames stored from now on are placed by it.",
+            "info",
+        )
+    return redirect(url_for("thresholds.thresholds") + "#camera-positions")
+
+
+def metres(value: float | None) -> str:
+    return "not set" if value is None else f"{value:g} m"

@@ -26,15 +26,15 @@ def embedding_vector(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=EMBEDDING_DTYPE).astype(np.float32)
 
 
-def insert_inspections(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
+def insert_inspections(session: Session, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     """Insert result rows, skipping any whose ``job_id`` already has one.
 
     A redelivered job (its worker died after committing, before acknowledging)
     thus never makes a second row, and the first result stands. Returns the
-    job ids actually inserted.
+    job ids actually inserted, each with its row's id.
     """
     if not rows:
-        return set()
+        return {}
     dialect = session.get_bind().dialect.name
     statement: Any
     if dialect == "postgresql":
@@ -49,9 +49,11 @@ def insert_inspections(session: Session, rows: Sequence[dict[str, Any]]) -> set[
         )
         rows = [r for r in rows if r["job_id"] not in existing]
         if not rows:
-            return set()
+            return {}
         statement = insert(Inspection)
     # RETURNING names the rows really inserted (conflicts return nothing), where
     # an executemany rowcount is unreliable across drivers.
-    result = session.connection().execute(statement.returning(Inspection.job_id), list(rows))
-    return set(result.scalars())
+    result = session.connection().execute(
+        statement.returning(Inspection.job_id, Inspection.id), list(rows)
+    )
+    return {job_id: row_id for job_id, row_id in result.tuples()}

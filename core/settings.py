@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
+from datetime import time as dt_time
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -168,6 +169,51 @@ class Settings(BaseSettings):
         "a producer whose spool holds this much waits for Redis instead of spooling more "
         "(nothing is dropped; README, *Overload*)",
     )
+    line_name: str = setting(
+        "line-1",
+        "LINE_NAME",
+        "the line this installation watches: in MQTT topics, reports and webhook payloads",
+    )
+    coil_end_after_s: Annotated[float, Field(ge=1)] = setting(
+        300.0,
+        "COIL_END_AFTER_S",
+        "a coil with no new frame for this long has ended (its verdict and report are made); "
+        "a producer may also end it at once (README, *Coils*)",
+    )
+    shifts: str = setting(
+        "06:00,14:00,22:00",
+        "SHIFTS",
+        "shift start times in `PLANT_TIMEZONE`, comma-separated; a shift ends when the next "
+        "starts, and its report is made then",
+    )
+    mqtt_url: str | None = setting(
+        None,
+        "MQTT_URL",
+        "MQTT broker results are published to (`mqtt://user:pass@host:1883`); unset: no MQTT",
+        shown="none",
+        repr=False,
+    )
+    mqtt_topic_prefix: str = setting(
+        "inspection",
+        "MQTT_TOPIC_PREFIX",
+        "topics are `<prefix>/<LINE_NAME>/<camera>/<event>` (README, *Plant systems*)",
+    )
+    delivery_max_attempts: Positive = setting(
+        12,
+        "DELIVERY_MAX_ATTEMPTS",
+        "a webhook or MQTT delivery is tried this often (backoff doubling from 2 s up to "
+        "10 min) before it is logged as failed",
+    )
+    webhook_timeout_s: Annotated[float, Field(gt=0)] = setting(
+        5.0, "WEBHOOK_TIMEOUT_S", "seconds a plant system's endpoint has to answer"
+    )
+    worker_dispatch: bool = setting(
+        True,
+        "WORKER_DISPATCH",
+        "`0`: workers do not deliver webhooks and MQTT messages themselves (run "
+        "`python -m worker.dispatch` instead; README, *Plant systems*)",
+        shown="`1`",
+    )
 
     @property
     def is_production(self) -> bool:
@@ -219,6 +265,30 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be an IANA time zone name, such as Europe/Berlin or UTC"
             ) from None
+        return value
+
+    @field_validator("shifts")
+    @classmethod
+    def shift_times(cls, value: str) -> str:
+        starts = [part.strip() for part in value.split(",") if part.strip()]
+        try:
+            parsed = [dt_time.fromisoformat(part.zfill(5)) for part in starts]
+        except (ValueError, TypeError):
+            raise ValueError("must be times of day such as 06:00,14:00,22:00") from None
+        if not parsed or len(set(parsed)) != len(parsed):
+            raise ValueError("must name at least one shift start, each once")
+        return ",".join(part.strftime("%H:%M") for part in sorted(parsed))
+
+    @property
+    def shift_starts(self) -> list[dt_time]:
+        """The shift start times, earliest first (plant time)."""
+        return [dt_time.fromisoformat(part) for part in self.shifts.split(",")]
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def mqtt_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("mqtt://", "mqtts://")):
+            raise ValueError("must start with mqtt:// or mqtts://")
         return value
 
     @field_validator("cookie_secure")

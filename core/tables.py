@@ -172,6 +172,8 @@ class Inspection(Base):
             text(SORT_DISSIMILARITY),
             "id",
         ),
+        # A coil's frames along its length (the coil map, its reports).
+        Index("ix_inspections_coil_id_position_m", "coil_id", "position_m"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -208,6 +210,14 @@ class Inspection(Base):
     # crop), float32 bytes; what "the most similar confirmed inspections" compares.
     # Deferred: the queue's pages and exports load rows without it.
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    # Traceability (all optional): the coil (or lot) the frame belongs to, the frame's
+    # position along the strip (metres from the coil's head; from ``frame_index``
+    # times the camera's frame length when only the index was sent) and across it
+    # (metres from the strip's reference edge: the camera's position when not sent)
+    coil_id: Mapped[str | None] = mapped_column(String(80))
+    frame_index: Mapped[int | None] = mapped_column(Integer)
+    position_m: Mapped[float | None] = mapped_column(Float)
+    across_m: Mapped[float | None] = mapped_column(Float)
 
     nearest_reference: Mapped[Reference | None] = relationship()
     findings: Mapped[list[Finding]] = relationship(
@@ -255,6 +265,11 @@ class Camera(Base):
 
     name: Mapped[str] = mapped_column(String(120), primary_key=True)
     scale: Mapped[float] = mapped_column(Float, default=1.0)
+    # Traceability: the strip length one frame covers (a job's ``frame_index`` times
+    # this is its position along the coil) and where the camera sits across the strip
+    # (metres from the reference edge), for jobs that do not say
+    frame_length_m: Mapped[float | None] = mapped_column(Float)
+    across_m: Mapped[float | None] = mapped_column(Float)
     updated_by: Mapped[str | None] = mapped_column(String(80))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -416,3 +431,139 @@ class DeadLetter(Base):
     headers: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     body: Mapped[str | None] = mapped_column(Text)  # the start of the body, as text
     body_bytes: Mapped[int | None] = mapped_column(Integer)
+
+
+COIL_VERDICTS = ("ship", "hold")
+
+
+class Coil(Base):
+    """A coil (or lot) the line has seen frames of: counted as workers store its
+    frames, ended when the producer says so or no frame came for COIL_END_AFTER_S,
+    and judged at its end by the coil rules (``verdict``; None while it is open)."""
+
+    __tablename__ = "coils"
+
+    coil_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    first_frame_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_frame_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    frames: Mapped[int] = mapped_column(Integer, default=0)
+    flagged: Mapped[int] = mapped_column(Integer, default=0)
+    length_m: Mapped[float | None] = mapped_column(Float)  # the furthest position seen
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    verdict: Mapped[str | None] = mapped_column(String(10))  # COIL_VERDICTS
+    # why: [{"rule_id", "label", "count", "limit", "text"}]; [] for ship
+    verdict_reasons: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    verdict_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CoilRule(Base):
+    """A rule an admin set for coil verdicts: hold a coil with more than ``max_count``
+    findings (or flagged frames) of ``label`` (``*``: any label), counted per ``per_m``
+    metres of strip when set, over the whole coil otherwise (``max_count`` 0 and no
+    ``per_m``: any one holds it)."""
+
+    __tablename__ = "coil_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String(80))
+    max_count: Mapped[int] = mapped_column(Integer)
+    per_m: Mapped[float | None] = mapped_column(Float)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AlarmRule(Base):
+    """An alarm the live dashboard raises when more than ``limit`` inspections are
+    flagged as ``label`` (``*``: any) within the last ``window_minutes``."""
+
+    __tablename__ = "alarm_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String(80))
+    window_minutes: Mapped[int] = mapped_column(Integer)
+    limit: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+REPORT_KINDS = ("coil", "shift")
+
+
+class Report(Base):
+    """A report made for a coil or a shift: its PDF and CSV in the image store."""
+
+    __tablename__ = "reports"
+    __table_args__ = (Index("ix_reports_kind_subject", "kind", "subject"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # REPORT_KINDS
+    # the coil's id, or the shift as "YYYY-MM-DD HH:MM" (its start, plant time)
+    subject: Mapped[str] = mapped_column(String(80))
+    period_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    made_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    made_by: Mapped[str | None] = mapped_column(String(80))  # None: made automatically
+    pdf_key: Mapped[str] = mapped_column(String(80))
+    csv_key: Mapped[str] = mapped_column(String(80))
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+EVENT_KINDS = ("inspection.flagged", "coil.verdict", "report.ready")
+
+
+class Event(Base):
+    """What plant systems are told (the outbox): written in the transaction of what
+    it reports, then fanned out to one delivery per subscribed target."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))  # EVENT_KINDS
+    camera: Mapped[str | None] = mapped_column(String(120))  # for MQTT topics
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    fanned_out: Mapped[bool] = mapped_column(default=False, index=True)
+
+
+class Webhook(Base):
+    """A plant system's HTTP endpoint: the events it takes, and the secret their
+    HMAC-SHA256 signature is made with."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(128))
+    events: Mapped[str] = mapped_column(String(200))  # space-separated EVENT_KINDS
+    active: Mapped[bool] = mapped_column(default=True)
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+DELIVERY_STATES = ("pending", "delivered", "failed")
+
+
+class Delivery(Base):
+    """One event to one target (a webhook, or the MQTT broker), retried with backoff
+    until delivered or given up (``failed``): the delivery log."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    target: Mapped[str] = mapped_column(String(10))  # "webhook" or "mqtt"
+    webhook_id: Mapped[int | None] = mapped_column(
+        ForeignKey("webhooks.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # DELIVERY_STATES
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    event: Mapped[Event] = relationship()

@@ -20,7 +20,7 @@ from typing import Any
 import redis
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from core.jobs import QUEUE_NAME, TASK_NAME, InspectJob
+from core.jobs import QUEUE_NAME, TASK_NAME, InspectJob, Trace
 from core.queue import make_client, queue_length
 from core.settings import Settings, get_settings
 from producer.spool import Spool
@@ -66,17 +66,19 @@ class InspectionClient:
         captured_at: datetime | None = None,
         meta: dict[str, Any] | None = None,
         job_id: str | None = None,
+        trace: Trace | None = None,
     ) -> str:
         """Enqueue one image (or spool it while Redis is down); returns its job_id.
 
-        Oversized images are refused here, before they reach Redis.
+        Oversized images are refused here, before they reach Redis. ``trace``: the
+        coil the frame belongs to and where on it (``core.jobs.Trace``).
         """
         if len(data) > self.settings.max_image_bytes:
             raise ImageTooLarge(
                 f"image is {len(data):,} bytes, over the limit of "
                 f"{self.settings.max_image_bytes:,} (MAX_IMAGE_BYTES)"
             )
-        job = InspectJob.for_image_bytes(data, camera, captured_at, meta, job_id)
+        job = InspectJob.for_image_bytes(data, camera, captured_at, meta, job_id, trace)
         self.submit_job(job)
         return job.job_id
 
@@ -86,10 +88,15 @@ class InspectionClient:
         camera: str,
         job_id: str | None = None,
         meta: dict[str, Any] | None = None,
+        trace: Trace | None = None,
     ) -> str:
         path = Path(path)
         return self.submit_bytes(
-            path.read_bytes(), camera, meta={"filename": path.name, **(meta or {})}, job_id=job_id
+            path.read_bytes(),
+            camera,
+            meta={"filename": path.name, **(meta or {})},
+            job_id=job_id,
+            trace=trace,
         )
 
     def submit_job(self, job: InspectJob) -> bool:

@@ -4,6 +4,11 @@ Migrates the database (SQLite by default), seeds one reference per NEU class
 from the bundled sample and a demo supervisor, makes sure Redis answers, then
 starts one worker, the admin site and a camera replaying the sample.
 
+The NEU camera, ``demo-line-1``, sends its frames as frames of coils (45 frames of
+0.5 m each: a 22.5 m coil every 22.5 s; the sample cycles, so coils differ), so the
+Coils page shows a coil filling its map live, a verdict by the demo's coil rule at
+each coil's end, and its report.
+
 A second camera, ``tile-line``, shows frames and findings: five good magnetic
 tiles from data/sample-tiles/ are its good frames (its good-surface memory), a
 crop around the defect of one tile per defect class is a ``defect`` reference,
@@ -45,6 +50,12 @@ TILE_CAMERA = "tile-line"
 #: the tiles the tile-line camera replays, copied here (the producer replays a folder)
 TILE_REPLAY = ROOT / "var" / "demo" / TILE_CAMERA
 GOOD_LABEL = "good surface"
+NEU_CAMERA = "demo-line-1"
+#: the NEU camera's coils: this many frames of FRAME_LENGTH_M each
+COIL_FRAMES = 45
+FRAME_LENGTH_M = 0.5
+#: the demo's coil rule: hold a coil with more than 3 scratches in any 10 m
+COIL_RULE = ("scratches", 3, 10.0)
 #: the side of a defect reference's crop at least: the side of the crops the
 #: worker names its findings by (model.frames.NAMING_CROP, at scale 1)
 DEFECT_CROP = 96
@@ -210,6 +221,19 @@ def prepare_tile_replay() -> Path:
     return TILE_REPLAY
 
 
+def seed_coils(session: Session) -> None:
+    """The NEU camera's frame length and place across the strip, and the demo's coil
+    rule (unless an admin has set rules already)."""
+    from core.camera_positions import set_camera_position
+    from core.coil_verdicts import add_rule
+    from core.tables import CoilRule
+
+    set_camera_position(session, NEU_CAMERA, FRAME_LENGTH_M, 0.6, "demo")
+    if session.scalar(select(func.count()).select_from(CoilRule)) == 0:
+        add_rule(session, *COIL_RULE, "demo")
+        say("coil rule: more than 3 scratches in any 10 m holds a coil")
+
+
 def seed(settings) -> str:  # type: ignore[no-untyped-def]
     """One reference per sample class (labels not yet in the library), the tile-line
     camera's good frames and defect references, and the demo user."""
@@ -227,6 +251,7 @@ def seed(settings) -> str:  # type: ignore[no-untyped-def]
         for label, path in seed_from_folder(session, store, SAMPLE, "demo"):
             say(f"reference: {label} <- {path.relative_to(ROOT)}")
         seed_tile_line(session, store, settings)
+        seed_coils(session)
         user = session.scalar(select(User).where(User.username == DEMO_USER))
         if user is None:
             create_user(session, DEMO_USER, password, "supervisor")
@@ -331,9 +356,14 @@ def main() -> int:
                     "replay",
                     str(SAMPLE),
                     "--camera",
-                    "demo-line-1",
+                    NEU_CAMERA,
                     "--rate",
                     "2",
+                    # a coil prefix of this run, so coils of an earlier run stay apart
+                    "--coil",
+                    time.strftime("C%m%d-%H%M"),
+                    "--coil-frames",
+                    str(COIL_FRAMES),
                 ],
                 env,
             )
@@ -358,7 +388,11 @@ def main() -> int:
         say("")
         say(f"admin site:  http://127.0.0.1:{port}/")
         say(f"log in as:   {DEMO_USER} / {password}")
-        say("camera demo-line-1 replays the bundled NEU sample at 2 images/s;")
+        say(
+            f"camera {NEU_CAMERA} replays the bundled NEU sample at 2 images/s as coils of "
+            f"{COIL_FRAMES * FRAME_LENGTH_M:g} m (Coils: the map fills live; Reports: each "
+            "coil's report at its end, a shift's on demand);"
+        )
         say(
             f"camera {TILE_CAMERA} replays magnetic tiles at 0.5 frames/s, judged by its good "
             "frames (findings); Ctrl-C stops everything"

@@ -7,6 +7,8 @@ command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # the browser tests drive Debian's Chromium; no test tool downloads a browser
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# the push tests publish to a real MQTT broker
+[ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

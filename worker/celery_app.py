@@ -15,6 +15,7 @@ from core.settings import get_settings
 from worker.default_queue import ForwardDefaultQueue
 from worker.heartbeat import Heartbeat
 from worker.restore import RestoreUnackedJobs
+from worker.schedule import Schedule
 
 
 def worker_config() -> dict[str, Any]:
@@ -47,3 +48,5 @@ app.add_defaults(worker_config)
 app.steps["consumer"].add(RestoreUnackedJobs)
 app.steps["consumer"].add(Heartbeat)
 app.steps["consumer"].add(ForwardDefaultQueue)
+app.steps["consumer"].add(Schedule)  # coil ends, shift ends, reports (worker/schedule.py)
+app.steps["worker"].add("worker.dispatch:Dispatch")  # webhooks, MQTT; by name: `-m` runs it

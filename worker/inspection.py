@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from core.blobs import BlobStore
+from core.coils import place_frames, record_frames
 from core.db import session_scope
 from core.images import ImageRejected, decode_image
 from core.inbox import read_inbox_file
@@ -30,11 +31,12 @@ from core.jobs import (
     check_meta,
     decode_b64_image,
 )
+from core.outbox import emit_flagged
 from core.references import ReferenceCache, register_model_version
 from core.results import embedding_bytes, insert_inspections
 from core.settings import Settings
 from core.surface_memories import CameraMemory, SurfaceMemoryCache
-from core.tables import DeadLetter, Finding, Inspection, utcnow
+from core.tables import DeadLetter, Finding, utcnow
 from core.thresholds import ThresholdCache
 from core.verdict import ReferenceSet, decide_batch
 from worker import metrics
@@ -193,6 +195,7 @@ def rejected_row(pending: PendingJob, processed_at: datetime) -> dict[str, Any]:
         error=printable(pending.error or "rejected"),
         image_key=pending.image_key,
         meta=job.meta if job else _storable_meta(message.get("meta")),
+        **(trace_columns(job) if job else {}),
         captured_at=job.captured_at if job else None,
         submitted_at=job.submitted_at if job else None,
         received_at=pending.received_at,
@@ -242,6 +245,21 @@ def store_rejections(
     return rows
 
 
+def trace_columns(job: InspectJob) -> dict[str, Any]:
+    """Where on which coil the job's frame was taken, as its row keeps it."""
+    return {
+        "coil_id": job.coil_id,
+        "frame_index": job.frame_index,
+        "position_m": job.position_m,
+        "across_m": job.across_m,
+    }
+
+
+def coil_ends(batch: list[PendingJob]) -> set[str]:
+    """The job ids of the batch that end their coil."""
+    return {p.job.job_id for p in batch if p.job is not None and p.job.coil_end}
+
+
 def base_row(**values: Any) -> dict[str, Any]:
     """A complete row: every column present, so one executemany serves a batch."""
     row: dict[str, Any] = {
@@ -266,6 +284,10 @@ def base_row(**values: Any) -> dict[str, Any]:
         "processed_at": None,
         "review_state": "pending",
         "embedding": None,
+        "coil_id": None,
+        "frame_index": None,
+        "position_m": None,
+        "across_m": None,
     }
     row.update(values)
     return row
@@ -375,20 +397,16 @@ def frame_row(pending: PendingJob, outcome: FrameOutcome, **common: Any) -> dict
     )
 
 
-def store_findings(session: Session, inserted: set[str], frames: dict[str, FrameOutcome]) -> int:
+def store_findings(
+    session: Session, inserted: dict[str, int], frames: dict[str, FrameOutcome]
+) -> int:
     """The findings of the frames whose rows were just inserted; returns how many."""
     job_ids = [job_id for job_id in frames if job_id in inserted and frames[job_id].findings]
     if not job_ids:
         return 0
-    ids: dict[str, int] = {
-        job_id: inspection_id
-        for job_id, inspection_id in session.execute(
-            select(Inspection.job_id, Inspection.id).where(Inspection.job_id.in_(job_ids))
-        )
-    }
     rows = [
         {
-            "inspection_id": ids[job_id],
+            "inspection_id": inserted[job_id],
             **{k: v for k, v in finding.items() if k != "crop"},
         }
         for job_id in job_ids
@@ -452,6 +470,7 @@ def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[
                 "image_width": pending.image.width,
                 "image_height": pending.image.height,
                 "meta": job.meta,
+                **trace_columns(job),
                 "captured_at": job.captured_at,
                 "submitted_at": job.submitted_at,
                 "received_at": pending.received_at,
@@ -481,8 +500,17 @@ def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[
             if row["job_id"] not in seen:
                 seen.add(row["job_id"])
                 unique.append(row)
+        place_frames(session, unique)
         inserted = insert_inspections(session, unique)
         findings = store_findings(session, inserted, frames_by_job)
+        record_frames(session, unique, inserted, coil_ends(batch))
+        emit_flagged(
+            session,
+            runtime.settings.line_name,
+            unique,
+            inserted,
+            {job_id: frame.findings for job_id, frame in frames_by_job.items()},
+        )
     if findings:
         metrics.FINDINGS.inc(findings)
     record_outcome(rows, unique, inserted, len(batch), embed_seconds, time.perf_counter() - started)
@@ -492,7 +520,7 @@ def inspect_batch(runtime: WorkerRuntime, batch: list[PendingJob]) -> list[dict[
 def record_outcome(
     rows: list[dict[str, Any]],
     unique: list[dict[str, Any]],
-    inserted: set[str],
+    inserted: dict[str, int],
     batch_size: int,
     embed_seconds: float,
     batch_seconds: float,
@@ -555,7 +583,9 @@ def record_refusals(settings: Settings, batch: list[PendingJob]) -> None:
     dead letters. Needs only the database."""
     with session_scope(settings.database_url) as session:
         rows = store_rejections(session, batch, utcnow())
+        place_frames(session, rows)
         inserted = insert_inspections(session, rows)
+        record_frames(session, rows, inserted, coil_ends(batch))
     for row in rows:
         if row["job_id"] in inserted:
             metrics.JOBS.labels("rejected").inc()

@@ -64,6 +64,12 @@ JOBS_RESTORED = Counter(
     "inspection_jobs_restored_total", "Jobs this worker put back on the queue from lost workers"
 )
 MODEL = Gauge("inspection_model_loaded", "The model this process loaded (1)", ["version", "arch"])
+DELIVERIES = Counter(
+    "inspection_deliveries_total",
+    "Tries to push an event to a plant system (target: webhook | mqtt; outcome: delivered, "
+    "retry (failed, tried again later), failed (given up after DELIVERY_MAX_ATTEMPTS))",
+    ["target", "outcome"],
+)
 
 # Error text fragments -> a short reason, for a metric label with few values.
 REASONS = (

@@ -27,7 +27,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from core.db import session_scope
-from core.jobs import QUEUE_NAME, InspectJob, JobInvalid
+from core.jobs import QUEUE_NAME, TRACE_FIELDS, InspectJob, JobInvalid
 from core.queue import make_client
 from core.tables import DeadLetter, Inspection
 from producer.client import InspectionClient
@@ -339,6 +339,11 @@ def test_the_http_ingest_refuses_bad_input_with_a_reason(app, settings):
         )
         | JSON
         | st.dictionaries(st.sampled_from(["camera", "image_b64", "meta", "job_id"]), JSON)
+        # a job with any trace fields (a coil and place on it) of any value
+        | st.fixed_dictionaries(
+            {"camera": st.just("c"), "image_b64": IMAGE_B64},
+            optional=dict.fromkeys(TRACE_FIELDS, JSON),
+        )
     )
     def post_json(body):
         assert_answered(client.post("/api/v1/jobs", headers=auth, json=body), broker)
@@ -346,7 +351,9 @@ def test_the_http_ingest_refuses_bad_input_with_a_reason(app, settings):
     @cases(120)
     @given(
         image=st.sampled_from([base64.b64decode(b) for b in GOOD_IMAGES[:2] + BAD_IMAGES]),
-        fields=st.dictionaries(st.sampled_from(["camera", "captured_at", "job_id"]), FORM_TEXT),
+        fields=st.dictionaries(
+            st.sampled_from(["camera", "captured_at", "job_id", *TRACE_FIELDS]), FORM_TEXT
+        ),
     )
     @example(image=base64.b64decode(GOOD_IMAGES[0]), fields={})  # no camera: it was a 500
     def post_form(image, fields):

@@ -1,5 +1,6 @@
 """Bad input at scale, property-based (hypothesis): thousands of hostile job messages,
-broker items, image paths and image bytes, each ending in exactly one explained
+broker items, image paths, image bytes and traces (a job's coil and place on it, a
+hot folder's sidecar), each ending in exactly one explained
 outcome: accepted and storable as it is, or refused with a message (``JobInvalid``,
 ``ImageRejected``, ``MessageRefused``, ``ImageTooLarge``), never another exception.
 
@@ -28,13 +29,17 @@ from core.inbox import read_inbox_file
 from core.jobs import (
     MAX_CAMERA_LENGTH,
     MAX_META_BYTES,
+    MAX_POSITION_M,
     QUEUE_NAME,
+    TRACE_FIELDS,
     InspectJob,
     JobInvalid,
+    Trace,
     decode_b64_image,
 )
 from core.settings import settings_from_env
 from producer.client import ImageTooLarge, InspectionClient
+from producer.hotfolder import SidecarInvalid, read_trace
 from tests.bad_input import (
     CAMERAS,
     CLEAN_META,
@@ -42,6 +47,7 @@ from tests.bad_input import (
     HOSTILE_META,
     HOSTILE_VALUES,
     IMAGE_BYTES,
+    JSON,
     LATEST,
     TEXT,
     TINY_B64,
@@ -55,9 +61,10 @@ from tests.bad_input import (
     nested,
     nested_json,
     tiny_png,
+    valid_messages,
 )
 from worker.envelope import MessageRefused, check_task_message, describe, json_safe
-from worker.inspection import PendingJob, dead_letter_row, rejected_row
+from worker.inspection import PendingJob, dead_letter_row, rejected_row, trace_columns
 from worker.transport import Channel, Message
 
 MB = 1024 * 1024
@@ -338,3 +345,104 @@ def test_the_producer_refuses_what_a_worker_would_refuse(
     (path,) = [p for p in spool.folder.glob("*.json") if p.stem == sent]
     job = InspectJob.from_message(json.loads(path.read_text()))
     assert job.job_id == sent and len(job.meta) <= MAX_META_BYTES
+
+
+# -- traceability ----------------------------------------------------------------------
+
+#: what a sender may put in a job's trace fields: good values, edges, anything at all
+TRACE_VALUES = {
+    "coil_id": st.none() | CAMERAS.map(lambda text: text[:90]) | TEXT | HOSTILE_VALUES,
+    "frame_index": st.none() | st.integers(-3, 2**31 + 3) | st.floats() | HOSTILE_VALUES,
+    "position_m": st.none() | st.floats() | st.integers(-(2**70), 2**70) | HOSTILE_VALUES,
+    "across_m": st.none() | st.floats() | st.integers(-(2**70), 2**70) | HOSTILE_VALUES,
+    "coil_end": st.booleans() | HOSTILE_VALUES,
+}
+TRACES = st.fixed_dictionaries({}, optional=TRACE_VALUES)
+#: trace fields as JSON text can hold them (a hot folder's sidecar)
+JSON_TRACES = st.fixed_dictionaries(
+    {},
+    optional={
+        "coil_id": st.none() | CAMERAS | TEXT | JSON,
+        "frame_index": st.none() | st.integers(-3, 2**40) | JSON,
+        "position_m": st.none() | st.floats() | JSON,
+        "across_m": st.none() | st.floats() | JSON,
+        "coil_end": st.booleans() | JSON,
+    },
+)
+
+
+def trace_of(job: InspectJob) -> Trace:
+    return Trace(**{name: getattr(job, name) for name in TRACE_FIELDS})
+
+
+def assert_trace_storable(job: InspectJob) -> None:
+    """A trace the ``inspections`` and ``coils`` rows take as it is."""
+    if job.coil_id is not None:
+        assert job.coil_id == job.coil_id.strip() and 0 < len(job.coil_id) <= 80
+        assert job.coil_id.isprintable()
+    else:
+        assert not job.coil_end and job.frame_index is None
+    if job.frame_index is not None:
+        assert type(job.frame_index) is int and 0 <= job.frame_index < 2**31
+    for value in (job.position_m, job.across_m):
+        assert value is None or (type(value) is float and abs(value) <= MAX_POSITION_M)
+    assert job.position_m is None or job.position_m >= 0
+
+
+@cases(800)
+@given(base=valid_messages(), trace=TRACES)
+# a coil id of blanks, NaN and an infinite position, an index without its coil
+@example(base=GOOD, trace={"coil_id": "  "})
+@example(base=GOOD, trace={"coil_id": "c", "position_m": float("nan")})
+@example(base=GOOD, trace={"coil_id": "c", "across_m": float("-inf")})
+@example(base=GOOD, trace={"frame_index": 3})
+@example(base=GOOD, trace={"coil_id": "c", "frame_index": True, "coil_end": 1})
+def test_a_traced_job_is_accepted_and_storable_or_refused_with_a_reason(base, trace):
+    message = {**base, **trace}
+    try:
+        job = InspectJob.from_message(message)
+    except JobInvalid as refused:
+        assert str(refused)
+        pending = PendingJob(message=message, task_id=None, error=str(refused))
+        assert_storable(refused_row(pending))
+        return
+    assert_trace_storable(job)
+    assert_storable({**job_row(job, NOW), **trace_columns(job)})
+    assert trace_of(InspectJob.from_message(job.to_message())) == trace_of(job)
+
+
+@cases(200)
+@given(trace=TRACES)
+def test_the_producer_spools_a_trace_whole_or_refuses_it(offline_producer, trace):
+    try:
+        checked = Trace.from_fields(trace)
+    except JobInvalid as refused:
+        assert str(refused)
+        return
+    sent = offline_producer.submit_bytes(tiny_png(), "c", trace=checked)
+    # Redis is away: the spooled message carries the trace to the workers
+    (path,) = [p for p in offline_producer.spool.folder.glob("*.json") if p.stem == sent]
+    job = InspectJob.from_message(json.loads(path.read_text()))
+    assert trace_of(job) == checked
+
+
+@cases(400)
+@given(
+    sidecar=st.one_of(
+        JSON_TRACES.map(lambda fields: json.dumps(fields, ensure_ascii=False)),
+        st.dictionaries(TEXT, JSON, max_size=4).map(lambda fields: json.dumps(fields)),
+        JSON.map(json.dumps),
+        TEXT,
+    ).map(lambda text: text.encode("utf-8", "surrogatepass"))
+    | st.binary(max_size=200)
+)
+@example(sidecar=b'{"coil_id": "c", "position_m": NaN}')
+@example(sidecar=b"[" * 5000 + b"]" * 5000)
+@example(sidecar=b"\xff\xfe")
+def test_a_sidecar_is_read_as_a_trace_or_refused_with_a_reason(sidecar):
+    try:
+        trace = read_trace(sidecar, "frame.png.json")
+    except SidecarInvalid as refused:
+        assert "frame.png.json" in str(refused)
+        return
+    assert Trace.from_fields(trace.fields()) == trace

@@ -78,6 +78,14 @@ def test_settings_survive_the_trip_to_a_child_process_environment():
         spool_dir=Path("/data/spool"),
         max_queue_length=11,
         spool_max_bytes=12345,
+        worker_dispatch=False,
+        line_name="hot-strip-2",
+        coil_end_after_s=42.0,
+        shifts="07:00,19:00",
+        mqtt_url="mqtt://plant-broker:1883",
+        mqtt_topic_prefix="plant",
+        delivery_max_attempts=3,
+        webhook_timeout_s=2.5,
     )
     # every field differs from its default, so a field the inverse forgets fails here
     defaults = settings_from_env({})
