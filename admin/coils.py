@@ -38,7 +38,9 @@ from core.coil_verdicts import (
 )
 from core.tables import Coil, CoilRule, Inspection
 
-bp = Blueprint("coils", __name__, url_prefix="/coils")
+# The rules page is not under /coils/: every name there is a coil's (a coil may be
+# called "rules")
+bp = Blueprint("coils", __name__)
 PAGE_SIZE = 50
 VERDICT_FILTERS = ("ship", "hold", "open")
 #: how many recently ended coils a new rule is tried on before it is saved
@@ -75,7 +77,7 @@ def coil_state(coil: Coil, judgement: CoilJudgement | None) -> CoilState:
     )
 
 
-@bp.route("")
+@bp.route("/coils")
 def coils() -> Any:
     db = get_db()
     verdict = request.args.get("verdict", "")
@@ -149,7 +151,7 @@ def coil_view(db: Session, coil: Coil) -> dict[str, Any]:
     }
 
 
-@bp.route("/<path:coil_id>")
+@bp.route("/coils/<path:coil_id>")
 def coil(coil_id: str) -> Any:
     db = get_db()
     coil = coil_or_404(db, coil_id)
@@ -162,7 +164,7 @@ def coil(coil_id: str) -> Any:
     )
 
 
-@bp.route("/<path:coil_id>/marks.json")
+@bp.route("/coils/<path:coil_id>/marks.json")
 def marks(coil_id: str) -> Any:
     db = get_db()
     response = jsonify(coil_view(db, coil_or_404(db, coil_id)))
@@ -229,7 +231,7 @@ def render_rules(status: int = 200, form: dict[str, str] | None = None) -> Any:
     ), status
 
 
-@bp.route("/rules", methods=["GET", "POST"])
+@bp.route("/coil-rules", methods=["GET", "POST"])
 @admin_required
 def rules() -> Any:
     if request.method == "GET":

@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import delete, exists, insert, select
 from sqlalchemy.orm import Session
 
-from core.tables import EVENT_KINDS, Event, utcnow
+from core.tables import EVENT_KINDS, Delivery, Event, utcnow
 
 #: every payload carries this version; a change that breaks a reader raises it
 PAYLOAD_VERSION = 1
@@ -106,3 +106,21 @@ def emit_flagged(
     ]
     emit_many(session, events)
     return len(events)
+
+
+def prune(session: Session, before: datetime) -> int:
+    """Delete the events made before ``before`` whose deliveries are all done
+    (delivered or failed), with their delivery log; how many events. An event still
+    waiting to be fanned out or delivered is kept, however old: nothing is dropped
+    untold. Deliveries first, so no backend's foreign-key handling matters."""
+    pending = exists().where(Delivery.event_id == Event.id, Delivery.status == "pending")
+    done = select(Event.id).where(Event.created_at < before, Event.fanned_out, ~pending)
+    ids = list(session.scalars(done.limit(PRUNE_BATCH)))
+    if ids:
+        session.execute(delete(Delivery).where(Delivery.event_id.in_(ids)))
+        session.execute(delete(Event).where(Event.id.in_(ids)))
+    return len(ids)
+
+
+#: at most this many events pruned a tick, so one tick's transaction stays short
+PRUNE_BATCH = 5000

@@ -204,6 +204,12 @@ class Settings(BaseSettings):
         "a webhook or MQTT delivery is tried this often (backoff doubling from 2 s up to "
         "10 min) before it is logged as failed",
     )
+    event_retention_days: Positive = setting(
+        30,
+        "EVENT_RETENTION_DAYS",
+        "events for plant systems and their delivery log are deleted this many days after "
+        "the event, once every delivery of it is done (delivered or failed)",
+    )
     webhook_timeout_s: Annotated[float, Field(gt=0)] = setting(
         5.0, "WEBHOOK_TIMEOUT_S", "seconds a plant system's endpoint has to answer"
     )

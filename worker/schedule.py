@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from core.blobs import BlobStore, BlobStoreUnwritable
 from core.coil_verdicts import end_idle_coils, judge_ended_coils
 from core.db import session_scope
+from core.outbox import prune
 from core.reports import (
     automatic_report_exists,
     had_inspections,
@@ -69,6 +70,7 @@ class TickResult:
     judged: list[str] = field(default_factory=list)  # coils given their verdict
     reports: list[int] = field(default_factory=list)  # report ids made
     failed: list[str] = field(default_factory=list)  # what failed, tried again next tick
+    pruned: int = 0  # old events deleted with their delivery log (EVENT_RETENTION_DAYS)
 
 
 def tick(
@@ -78,10 +80,11 @@ def tick(
     now: datetime,
     still_ours: Callable[[], bool] = lambda: True,
 ) -> TickResult:
-    """One round at time ``now``: end idle coils, judge ended coils, report them, and
-    report ended shifts. Each step commits on its own; a step that fails is rolled
-    back, logged, named in ``failed`` and left to the next tick. ``still_ours`` is
-    asked between steps; when it says the lock was lost, the round stops."""
+    """One round at time ``now``: end idle coils, judge ended coils, report them,
+    report ended shifts, and prune old events. Each step commits on its own; a step
+    that fails is rolled back, logged, named in ``failed`` and left to the next tick.
+    ``still_ours`` is asked between steps; when it says the lock was lost, the round
+    stops."""
     result = TickResult()
     line = settings.line_name
     clock = ShiftClock.from_settings(settings)
@@ -131,6 +134,8 @@ def tick(
         )
         if report is not None:
             result.reports.append(report.id)
+    cutoff = now - timedelta(days=settings.event_retention_days)
+    result.pruned = step("prune the outbox", partial(prune, session, cutoff)) or 0
     session.commit()  # the reads' transaction: none held open until the next tick
     return result
 

@@ -57,7 +57,7 @@ def test_an_admin_sets_a_rule_and_a_coil_map_fills_live(site, page, settings, sc
     log_in(page, site, "ada", "admin-password")
 
     # an admin adds "more than 2 scratches per 100 m: hold", confirming it
-    page.goto(f"{site}/coils/rules")
+    page.goto(f"{site}/coil-rules")
     assert page.locator("#no-rules").is_visible()
     page.select_option("select[name=label]", "scratches")
     page.fill("input[name=max_count]", "2")

@@ -211,6 +211,15 @@ def test_two_schedulers_at_once_judge_each_coil_once(settings):
 # -- the pages --------------------------------------------------------------------------
 
 
+def test_a_coil_may_have_the_name_of_a_page(app, settings):
+    # every name under /coils/ is a coil's: the rules page lives elsewhere
+    add_frames(settings, "rules", [Frame(1.0, findings=("inclusion",))])
+    client = logged_in(app, "sam", "supervisor-password")
+    page = client.get("/coils/rules")
+    assert page.status_code == 200 and 'id="coil-map-box"' in page.get_data(as_text=True)
+    assert 'data-coil-id="rules"' in client.get("/coils").get_data(as_text=True)
+
+
 def test_the_coil_pages_show_marks_counts_and_verdicts(app, settings):
     rule(settings, SCRATCHES, 2, 100.0)
     ids = add_frames(settings, "A/7", [*scratches_at(10, 20, 30), Frame(40.0)], end=True)
@@ -242,6 +251,7 @@ def test_the_coil_pages_show_marks_counts_and_verdicts(app, settings):
     assert {m["colour"] for m in view["map"]["marks"]} == {view["counts"][0]["colour"]}
     assert sum(b["count"] for b in view["map"]["bins"]) == 3
     assert client.get("/coils/no-such-coil").status_code == 404
+
     assert client.get("/coils/no-such-coil/marks.json").status_code == 404
 
     # the queue shows each row's coil verdict
@@ -252,17 +262,17 @@ def test_the_coil_pages_show_marks_counts_and_verdicts(app, settings):
 
 def test_only_admins_set_coil_rules_checked_and_confirmed(app, settings):
     supervisor = logged_in(app, "sam", "supervisor-password")
-    assert supervisor.get("/coils/rules").status_code == 403
+    assert supervisor.get("/coil-rules").status_code == 403
     token = csrf_token(supervisor, "/coils")
     refused = supervisor.post(
-        "/coils/rules", data={"csrf_token": token, "label": SCRATCHES, "max_count": "3"}
+        "/coil-rules", data={"csrf_token": token, "label": SCRATCHES, "max_count": "3"}
     )
     assert refused.status_code == 403
 
     admin = logged_in(app, "ada", "admin-password")
-    token = csrf_token(admin, "/coils/rules")
+    token = csrf_token(admin, "/coil-rules")
     form = {"csrf_token": token, "action": "add", "label": SCRATCHES, "max_count": "3"}
-    assert admin.post("/coils/rules", data={**form, "per_m": "100"}).status_code == 200  # asks
+    assert admin.post("/coil-rules", data={**form, "per_m": "100"}).status_code == 200  # asks
     with session_scope(settings.database_url) as session:
         assert session.scalar(select(func.count()).select_from(CoilRule)) == 0
     for bad, message in [
@@ -273,14 +283,14 @@ def test_only_admins_set_coil_rules_checked_and_confirmed(app, settings):
         ({"per_m": "nan"}, "finite"),
         ({"per_m": "ten"}, "not a number of metres"),
     ]:
-        answer = admin.post("/coils/rules", data={**form, **bad, "confirmed": "1"})
+        answer = admin.post("/coil-rules", data={**form, **bad, "confirmed": "1"})
         assert answer.status_code == 400 and message in answer.get_data(as_text=True), bad
-    assert admin.post("/coils/rules", data={**form, "confirmed": "1"}).status_code == 302
+    assert admin.post("/coil-rules", data={**form, "confirmed": "1"}).status_code == 302
     added = admin.post(
-        "/coils/rules", data={**form, "label": "*", "max_count": "0", "confirmed": "1"}
+        "/coil-rules", data={**form, "label": "*", "max_count": "0", "confirmed": "1"}
     )
     assert added.status_code == 302
-    page = admin.get("/coils/rules").get_data(as_text=True)
+    page = admin.get("/coil-rules").get_data(as_text=True)
     assert "more than 3 &#39;scratches&#39; on the coil: hold" in page
     assert "any mark: hold" in page
     with session_scope(settings.database_url) as session:
@@ -292,9 +302,9 @@ def test_only_admins_set_coil_rules_checked_and_confirmed(app, settings):
             "ada",
         )
     off = {"csrf_token": token, "action": "deactivate", "rule_id": str(first.id)}
-    assert admin.post("/coils/rules", data=off).status_code == 200  # asks first
-    assert admin.post("/coils/rules", data={**off, "confirmed": "1"}).status_code == 302
+    assert admin.post("/coil-rules", data=off).status_code == 200  # asks first
+    assert admin.post("/coil-rules", data={**off, "confirmed": "1"}).status_code == 302
     with session_scope(settings.database_url) as session:
         assert session.get(CoilRule, first.id).active is False
-    again = admin.post("/coils/rules", data={**off, "confirmed": "1"})
+    again = admin.post("/coil-rules", data={**off, "confirmed": "1"})
     assert again.status_code == 400

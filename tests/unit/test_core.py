@@ -85,6 +85,7 @@ def test_settings_survive_the_trip_to_a_child_process_environment():
         mqtt_url="mqtt://plant-broker:1883",
         mqtt_topic_prefix="plant",
         delivery_max_attempts=3,
+        event_retention_days=7,
         webhook_timeout_s=2.5,
     )
     # every field differs from its default, so a field the inverse forgets fails here

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from core.db import session_scope
 from core.migrate import upgrade_to_head
-from core.outbox import emit
+from core.outbox import emit, prune
 from core.push import (
     MAX_RETRY_S,
     check_subscriptions,
@@ -292,3 +292,28 @@ def test_the_payloads_made_fit_their_documented_schemas():
     for payload in payloads:
         EVENT_MODELS[payload["event"]].model_validate(payload)
     assert payloads[2]["summary"] == {"frames": 10}  # single values only
+
+
+def test_old_events_go_with_their_log_once_every_delivery_is_done(sqlite_url):
+    with session_scope(sqlite_url) as session:
+        add_webhook(session, "mes", "inspection.flagged")
+        for n in range(3):
+            emit(session, "inspection.flagged", "line-1", {"inspection_id": n}, camera="cam")
+        emit(session, "inspection.flagged", "line-1", {"inspection_id": 9}, camera="cam")
+    with session_scope(sqlite_url) as session:
+        assert fan_out(session, mqtt=False) == 4
+        deliveries = list(session.scalars(select(Delivery).order_by(Delivery.id)))
+        # delivered, failed, still pending; the fourth event is new
+        for delivery, status in zip(deliveries, ("delivered", "failed", "pending"), strict=False):
+            delivery.status = status
+        deliveries[3].status = "delivered"
+        for event in session.scalars(select(Event).where(Event.id != deliveries[3].event_id)):
+            event.created_at = utcnow() - timedelta(days=31)
+        emit(session, "inspection.flagged", "line-1", {"inspection_id": 10}, camera="cam")
+    with session_scope(sqlite_url) as session:
+        # old and done: two; old but pending, new, and not yet fanned out: kept
+        assert prune(session, utcnow() - timedelta(days=30)) == 2
+    with session_scope(sqlite_url) as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == 3
+        assert sorted(session.scalars(select(Delivery.status))) == ["delivered", "pending"]
+        assert prune(session, utcnow() - timedelta(days=30)) == 0
