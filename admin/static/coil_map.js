@@ -100,57 +100,25 @@
   }
 
   function start(box) {
-    const url = box.dataset.marksUrl;
-    const every = Number(box.dataset.pollMs) || 3000;
-    let timer = null;
-    let busy = false;
-    let open = box.dataset.open === "1";
-
-    async function poll() {
-      timer = null;
-      if (busy || !open) return;
-      busy = true;
-      try {
-        const response = await fetch(url, {
-          headers: { Accept: "application/json", "X-Requested-With": "fetch" },
-          credentials: "same-origin",
-        });
-        const body = await response.json();
-        if (body && body.stale) {
-          byId("live-note").textContent = body.error; // the session ended: reload to go on
-          open = false;
-          return;
-        }
-        if (response.ok) {
-          draw(body);
-          open = body.open;
-          box.dataset.open = open ? "1" : "0";
-        }
-      } catch (err) {
+    window.pollJson(box.dataset.marksUrl, Number(box.dataset.pollMs) || 3000, {
+      answer: (body, response) => {
+        if (!response.ok) return true;
+        draw(body);
+        box.dataset.open = body.open ? "1" : "0";
+        return body.open; // an ended coil's map is final
+      },
+      failed: (err) => {
         byId("live-note").textContent = "The site does not answer (" + err.message + "); trying again.";
-      } finally {
-        busy = false;
-      }
-      schedule();
-    }
-
-    function schedule() {
-      if (timer === null && open && !document.hidden) timer = window.setTimeout(poll, every);
-    }
-
-    document.addEventListener("visibilitychange", () => {
-      if (document.hidden) {
-        if (timer !== null) window.clearTimeout(timer);
-        timer = null;
-      } else {
-        poll();
-      }
+      },
+      stale: (error) => {
+        byId("live-note").textContent = error; // the session ended: reload to go on
+      },
+      now: false, // the page was drawn with the marks of now
     });
-    schedule();
   }
 
   document.addEventListener("DOMContentLoaded", () => {
     const box = byId("coil-map-box");
-    if (box && box.dataset.marksUrl) start(box);
+    if (box && box.dataset.marksUrl && box.dataset.open === "1") start(box);
   });
 })();

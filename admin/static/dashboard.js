@@ -32,49 +32,11 @@
   }
 
   function start(section) {
-    const url = section.dataset.statusUrl;
-    let timer = null;
-    let busy = false; // one request at a time, however often the tab is shown
-    let stopped = false; // the session ended: nothing more to ask until a reload
-
-    async function poll() {
-      timer = null;
-      if (busy || stopped) return;
-      busy = true;
-      try {
-        const response = await fetch(url, {
-          headers: { Accept: "application/json", "X-Requested-With": "fetch" },
-          credentials: "same-origin",
-        });
-        const body = await response.json();
-        if (body && body.stale) {
-          // the session has ended: stop polling until the page is loaded again
-          render({ error: body.error });
-          stopped = true;
-          return;
-        }
-        render(body);
-      } catch (err) {
-        render({ error: "The site does not answer: " + err.message });
-      } finally {
-        busy = false;
-      }
-      schedule();
-    }
-
-    function schedule() {
-      if (timer === null && !document.hidden) timer = window.setTimeout(poll, POLL_MS);
-    }
-
-    document.addEventListener("visibilitychange", () => {
-      if (document.hidden) {
-        if (timer !== null) window.clearTimeout(timer);
-        timer = null;
-      } else {
-        poll();
-      }
+    window.pollJson(section.dataset.statusUrl, POLL_MS, {
+      answer: (body) => render(body),
+      failed: (err) => render({ error: "The site does not answer: " + err.message }),
+      stale: (error) => render({ error }), // the session has ended: nothing more until a reload
     });
-    poll();
   }
 
   document.addEventListener("DOMContentLoaded", () => {

@@ -177,53 +177,16 @@
 
   function start(source) {
     const notice = byId("new-rows");
-    const url = pollUrl(source, notice);
-    let timer = null;
-    let busy = false; // one request at a time, however often the tab is shown
-    let stopped = false; // the session ended: nothing more to ask until a reload
-
-    async function poll() {
-      timer = null;
-      if (busy || stopped || document.visibilityState === "hidden") return;
-      busy = true;
-      try {
-        const response = await fetch(url, {
-          headers: { Accept: "application/json", "X-Requested-With": "fetch" },
-          credentials: "same-origin",
-        });
-        const body = await response.json();
-        if (body && body.stale) {
-          showState(body.error, true);
-          stopped = true;
-          return;
-        }
+    window.pollJson(pollUrl(source, notice), POLL_MS, {
+      answer: (body, response) => {
         if (!response.ok) throw new Error(body.error || `status ${response.status}`);
         render(body, notice);
         window.liveLine.polls += 1;
         showState(`updated ${new Date().toLocaleTimeString()}`, false);
-      } catch (err) {
-        showState("The site does not answer: " + err.message, true);
-      } finally {
-        busy = false;
-      }
-      schedule();
-    }
-
-    function schedule() {
-      if (timer === null && !stopped && document.visibilityState === "visible") {
-        timer = window.setTimeout(poll, POLL_MS);
-      }
-    }
-
-    document.addEventListener("visibilitychange", () => {
-      if (document.visibilityState === "hidden") {
-        if (timer !== null) window.clearTimeout(timer);
-        timer = null;
-      } else {
-        poll(); // at once: the page has been out of date while hidden
-      }
+      },
+      failed: (err) => showState("The site does not answer: " + err.message, true),
+      stale: (error) => showState(error, true),
     });
-    poll();
   }
 
   // how many polls were shown (the tests watch it)
