@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from admin.db import get_db, get_or_404
 from admin.labels import filter_labels
 from admin.roles import admin_required
-from core.tables import AlarmRule, Inspection, utcnow
+from core.tables import AlarmRule, Inspection, reviewed_label, utcnow
 
 bp = Blueprint("alarms", __name__, url_prefix="/alarms")
 
@@ -88,8 +88,7 @@ def counts_by_label(db: Session, windows: list[int], now: datetime) -> dict[int,
     ).all()
     counts: dict[int, dict[str, int]] = {w: {} for w in windows}
     for label, state, review_label, *per_window in rows:
-        effective = review_label if state == "relabeled" and review_label else label
-        key = effective or "unknown"
+        key = reviewed_label(label, state, review_label) or "unknown"
         for w, n in zip(windows, per_window, strict=True):
             counts[w][key] = counts[w].get(key, 0) + int(n)
     return counts

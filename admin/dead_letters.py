@@ -9,22 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, render_template
 from sqlalchemy import select
 
 from admin.db import get_db
+from admin.id_pages import newest_first, page_of
 from core.tables import DeadLetter
 
 bp = Blueprint("dead_letters", __name__)
-PAGE_SIZE = 50
 
 
 @bp.route("/dead-letters")
 def dead_letters() -> Any:
-    query = select(DeadLetter).order_by(DeadLetter.id.desc()).limit(PAGE_SIZE + 1)
-    before = request.args.get("before", "")
-    if before.isdigit() and len(before) < 19:
-        query = query.where(DeadLetter.id < int(before))
-    rows = get_db().scalars(query).all()
-    older = rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None
-    return render_template("dead_letters.html", rows=rows[:PAGE_SIZE], older=older)
+    query = newest_first(select(DeadLetter), DeadLetter.id)
+    rows, older = page_of(get_db().scalars(query).all(), lambda row: row.id)
+    return render_template("dead_letters.html", rows=rows, older=older)

@@ -40,7 +40,7 @@ from admin.db import get_db
 from admin.line_status import POLL_TIMEOUT_S, line_cache
 from admin.review_queue import MAX_ROW_ID, QueueFilter, findings_of
 from admin.timezone import to_plant
-from core.tables import STATUSES, Coil, Finding, Inspection, utcnow
+from core.tables import STATUSES, Coil, Finding, Inspection, reviewed_label, utcnow
 
 bp = Blueprint("live", __name__)
 
@@ -105,13 +105,6 @@ def current_coil(db: Session) -> dict[str, Any] | None:
     }
 
 
-def effective_label(row: Inspection) -> str | None:
-    """The label a person gave the row, where they relabeled it; the worker's else."""
-    if row.review_state == "relabeled" and row.review_label:
-        return row.review_label
-    return row.label
-
-
 def box_of(finding: Finding, width: int | None, height: int | None) -> dict[str, Any]:
     """A finding as the page draws it: the box in percent of its image, so that it
     fits the thumbnail at whatever size that is shown."""
@@ -141,7 +134,7 @@ def latest_flagged(db: Session, count: int = LATEST_COUNT) -> list[dict[str, Any
             "id": row.id,
             "href": url_for("inspections.detail", inspection_id=row.id),
             "thumbnail": url_for("images.thumbnail", key=row.image_key) if row.image_key else None,
-            "label": effective_label(row),
+            "label": reviewed_label(row.label, row.review_state, row.review_label),
             "review_state": row.review_state,
             "camera": row.camera,
             "coil_id": row.coil_id,

@@ -19,6 +19,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from admin.db import get_db, get_or_404, get_store
+from admin.id_pages import newest_first, page_of
 from admin.timezone import plant_zone
 from core.report_files import PDF_MAX_LINES
 from core.reports import make_coil_report, make_shift_report
@@ -27,7 +28,6 @@ from core.shifts import ShiftClock
 from core.tables import MAX_LABEL_LENGTH, Report, utcnow
 
 bp = Blueprint("reports", __name__)
-PAGE_SIZE = 50
 #: what a download's file name keeps of a subject (coil ids are anyone's text)
 UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -38,17 +38,13 @@ def shift_clock() -> ShiftClock:
 
 @bp.route("/reports")
 def reports() -> Any:
-    query = select(Report).order_by(Report.id.desc()).limit(PAGE_SIZE + 1)
-    before = request.args.get("before", "")
-    if before.isdigit() and len(before) < 19:
-        query = query.where(Report.id < int(before))
-    rows = get_db().scalars(query).all()
-    older = rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None
+    query = newest_first(select(Report), Report.id)
+    rows, older = page_of(get_db().scalars(query).all(), lambda row: row.id)
     clock = shift_clock()
     current = clock.containing(utcnow())
     return render_template(
         "reports.html",
-        rows=rows[:PAGE_SIZE],
+        rows=rows,
         older=older,
         starts=[start.strftime("%H:%M") for start in clock.starts],
         current=current,

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from admin.confirmation import Question, ask, confirmed
 from admin.db import get_db, get_or_404
+from admin.id_pages import newest_first, page_of
 from admin.roles import admin_required
 from core.push import (
     check_subscriptions,
@@ -33,7 +34,6 @@ from core.settings import get_settings
 from core.tables import DELIVERY_STATES, EVENT_KINDS, Delivery, Event, Webhook
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
-PAGE_SIZE = 50
 MAX_NAME_LENGTH = 80
 
 
@@ -194,8 +194,6 @@ def deliveries() -> Any:
         select(Delivery, Event.kind, Event.created_at, Webhook.name)
         .join(Event, Delivery.event_id == Event.id)
         .outerjoin(Webhook, Delivery.webhook_id == Webhook.id)
-        .order_by(Delivery.id.desc())
-        .limit(PAGE_SIZE + 1)
     )
     status = request.args.get("status", "")
     if status in DELIVERY_STATES:
@@ -209,14 +207,10 @@ def deliveries() -> Any:
         query = query.where(Delivery.webhook_id == int(webhook))
     else:
         webhook = ""
-    before = request.args.get("before", "")
-    if before.isdigit() and len(before) < 19:
-        query = query.where(Delivery.id < int(before))
-    rows = db.execute(query).all()
-    older = rows[PAGE_SIZE - 1][0].id if len(rows) > PAGE_SIZE else None
+    rows, older = page_of(db.execute(newest_first(query, Delivery.id)).all(), lambda row: row[0].id)
     return render_template(
         "deliveries.html",
-        rows=rows[:PAGE_SIZE],
+        rows=rows,
         older=older,
         status=status,
         webhook=webhook,

@@ -31,6 +31,7 @@ from core.tables import (
     Finding,
     Inspection,
     check_name,
+    reviewed_label,
     utcnow,
 )
 
@@ -63,14 +64,6 @@ class CoilJudgement:
     length_m: float | None = None
 
 
-def effective_label(row: Any) -> str | None:
-    """The label a frame's marks carry after review: None for a false alarm, the
-    review's label for a relabeled frame, else None to keep each mark's own."""
-    if row.review_state == "relabeled" and row.review_label:
-        return str(row.review_label)
-    return None
-
-
 def coil_marks(session: Session, coil_id: str) -> list[Mark]:
     """The coil's marks, along the strip (frames without a position last)."""
     frames = session.execute(
@@ -99,7 +92,8 @@ def coil_marks(session: Session, coil_id: str) -> list[Mark]:
             by_frame[finding.inspection_id].append(finding)
     marks = []
     for frame in frames:
-        relabel = effective_label(frame)
+        # a relabeled frame's marks all carry the review's label; else each its own
+        relabel = reviewed_label(None, frame.review_state, frame.review_label)
         findings = by_frame[frame.id]
         if not findings:  # the whole-image rule: the frame is the mark
             label = relabel or frame.label or "unknown"

@@ -54,6 +54,14 @@ def check_name(value: str, what: str = "a label") -> str:
     return value
 
 
+def reviewed_label(label: str | None, review_state: str, review_label: str | None) -> str | None:
+    """The label a row stands for after review: the supervisor's where they relabeled
+    it, ``label`` (the worker's, or a finding's) otherwise."""
+    if review_state == "relabeled" and review_label:
+        return review_label
+    return label
+
+
 #: the queue's sort key for "most/least dissimilar" (rows without a distance, the
 #: rejected ones, sort as -1); admin.review_queue renders the same SQL, so the index on
 #: it serves those pages
