@@ -69,7 +69,14 @@ class Spool:
         return len(self._files()) if self.folder.is_dir() else 0
 
     def _files(self) -> list[Path]:
-        return sorted(self.folder.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        """Spooled files, oldest first; one another process claims meanwhile is left out."""
+        dated = []
+        for path in self.folder.glob("*.json"):
+            try:
+                dated.append((path.stat().st_mtime, path))
+            except FileNotFoundError:
+                continue
+        return [path for _, path in sorted(dated)]
 
     def claim(self) -> Iterator[tuple[Path, dict[str, Any]]]:
         """Spooled messages, oldest first, each renamed so it is this process's to send.
