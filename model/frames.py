@@ -119,6 +119,14 @@ SMOOTH_CELLS = 0.5
 CALIBRATION_MARGIN = 1.1
 #: findings kept per frame, the most anomalous first
 MAX_FINDINGS = 20
+#: a cell's distance (in cells) to the frame's nearest edge, up to this, is part of
+#: its description: features near an edge see the network's zero padding and the
+#: end of the surface, so they are compared only with good features as near an
+#: edge (chosen on the development half: docs/experiments.md, *Frames*)
+EDGE_CELLS = 2
+#: the weight of that one-hot code: far more than unit features' largest distance
+#: (2), so the nearest good feature is always one at the same distance from an edge
+EDGE_WEIGHT = 4.0
 #: the side (model pixels) of the crop around a finding that is named
 NAMING_CROP = 96
 
@@ -181,9 +189,9 @@ class PatchFeatures:
     def _frame(self, maps: torch.Tensor, image: Image.Image) -> FrameFeatures:
         """A frame read in one band: its axis is the grid's long side."""
         h, w = maps.shape[-2:]
-        return FrameFeatures(
-            self._rows(maps), (h, w), (image.height, image.width), 0 if h >= w else 1
-        )
+        axis = 0 if h >= w else 1
+        rows = with_edges(self._rows(maps), (h, w), axis, 0, (h, w)[axis])
+        return FrameFeatures(rows, (h, w), (image.height, image.width), axis)
 
     def is_banded(self, image: Image.Image) -> bool:
         return image.width * image.height * self.scale**2 > self.band_pixels
@@ -213,9 +221,12 @@ class PatchFeatures:
             cells = maps.shape[1 + axis]
             keep = cells - skip if stop == length else (stop - start) // self.stride
             maps = maps.narrow(1 + axis, skip, min(keep, cells - skip))
-            yield FrameFeatures(
-                self._rows(maps), tuple(maps.shape[-2:]), size, axis, start // self.stride
-            )
+            grid = tuple(maps.shape[-2:])
+            offset = start // self.stride
+            # the far end is known in the last band; before it, it is further than any code
+            end = offset + grid[axis] if stop == length else None
+            rows = with_edges(self._rows(maps), grid, axis, offset, end)
+            yield FrameFeatures(rows, grid, size, axis, offset)
             if stop == length:
                 return
 
@@ -235,6 +246,29 @@ class PatchFeatures:
                 for i, m in zip(chunk, maps, strict=True):
                     out[i] = self._frame(m, images[i])
         return [f for f in out if f is not None]
+
+
+def with_edges(
+    rows: torch.Tensor, grid: tuple[int, int], axis: int, offset: int, end: int | None
+) -> torch.Tensor:
+    """``rows`` of an h x w grid (a band starting ``offset`` cells along ``axis`` of a
+    frame whose grid ends at ``end`` there, None when further than the code reaches)
+    with each cell's distance to the frame's edge appended as a weighted one-hot code."""
+    if not EDGE_WEIGHT:
+        return rows
+    h, w = grid
+    along = torch.arange(grid[axis]) + offset
+    to_end = (end - 1 - along) if end is not None else torch.full_like(along, EDGE_CELLS)
+    along_distance = torch.minimum(along, to_end)
+    across_length = grid[1 - axis]
+    across = torch.arange(across_length)
+    across_distance = torch.minimum(across, across_length - 1 - across)
+    if axis == 0:
+        distance = torch.minimum(along_distance[:, None], across_distance[None, :])
+    else:
+        distance = torch.minimum(across_distance[:, None], along_distance[None, :])
+    code = F.one_hot(distance.clamp(max=EDGE_CELLS).reshape(h * w), EDGE_CELLS + 1)
+    return torch.cat([rows, code.to(rows.dtype) * EDGE_WEIGHT], dim=1)
 
 
 class GoodSurfaceMemory:

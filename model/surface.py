@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from model.frames import feature_tower, local_feature_maps
+from model.synthetic import synthetic_batch
 
 #: crop side (model pixels) of both views
 CROP = 144
@@ -38,6 +39,12 @@ class SurfaceConfig:
     seed: int = 0
     #: which synthetic defects are painted
     kinds: tuple[str, ...] = ("blob", "crack", "patch", "shading")
+    #: share of each batch drawn from procedural textures (model/synthetic.py)
+    #: instead of the recipe's photographs: surfaces no camera took
+    procedural: float = 0.0
+    #: the largest illumination ramp (grey levels across a crop) between the
+    #: memory's view and the inspected one: good surface under other light
+    illumination: float = 0.0
 
 
 def uniform(low: float, high: float, g: torch.Generator) -> float:
@@ -110,14 +117,29 @@ def paint_defects(
     return out, masks
 
 
-def photometric(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Brightness, contrast and noise: what differs between two good frames."""
-    n = images.shape[0]
+def photometric(
+    images: torch.Tensor, g: torch.Generator, illumination: float = 0.0
+) -> torch.Tensor:
+    """Brightness, contrast, noise and (up to ``illumination`` grey levels) a
+    linear light ramp: what differs between two good frames."""
+    n, _, h, w = images.shape
     gain = torch.empty(n, 1, 1, 1).uniform_(0.8, 1.25, generator=g)
     bias = torch.empty(n, 1, 1, 1).uniform_(-20, 20, generator=g)
     noise = torch.randn(images.shape, generator=g) * uniform(0, 4, g)
     mean = images.mean(dim=(2, 3), keepdim=True)
-    return ((images - mean) * gain + mean + bias + noise).clamp(0, 255)
+    out = (images - mean) * gain + mean + bias + noise
+    if illumination:
+        angle = torch.rand(n, 1, 1, 1, generator=g) * 2 * math.pi
+        size = torch.rand(n, 1, 1, 1, generator=g) * illumination
+        yy = torch.linspace(-0.5, 0.5, h).view(1, 1, h, 1)
+        xx = torch.linspace(-0.5, 0.5, w).view(1, 1, 1, w)
+        out = out + size * (xx * torch.cos(angle) + yy * torch.sin(angle))
+    return out.clamp(0, 255)
+
+
+def procedural_surfaces(n: int, size: int, g: torch.Generator) -> torch.Tensor:
+    """``n`` procedural textures, each of its own random class: (n, 1, S, S) uint8."""
+    return torch.cat(synthetic_batch(n, 1, size, g))
 
 
 def crops(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -171,10 +193,15 @@ def train_surface_features(
     for step in range(1, config.steps + 1):
         index = torch.randint(len(surfaces), (config.batch,), generator=g)
         batch = surfaces[index].float()
+        made = round(config.batch * config.procedural)
+        if made:
+            batch[:made] = procedural_surfaces(made, batch.shape[-1], g).float()
         if uniform(0, 1, g) < 0.5:
             batch = batch.flip(3)
-        good = photometric(crops(batch, g), g)
-        inspected, masks = paint_defects(photometric(crops(batch, g), g), g, config.kinds)
+        good = photometric(crops(batch, g), g, config.illumination)
+        inspected, masks = paint_defects(
+            photometric(crops(batch, g), g, config.illumination), g, config.kinds
+        )
         loss, normal_d, defect_d = memory_loss(
             local_features(tower, good, config.stages),
             local_features(tower, inspected, config.stages),
@@ -255,6 +282,8 @@ def train_frames(recipe_name: str, out: Path, seed: int | None = None) -> Path:
         stages=tuple(int(s) for s in recipe["stages"]),
         seed=int(recipe["seed"]),
         kinds=tuple(recipe["kinds"]),
+        procedural=float(recipe.get("procedural", 0.0)),
+        illumination=float(recipe.get("illumination", 0.0)),
     )
     network, meta = load_checkpoint(resolve(recipe["start"]))
     data = resolve(recipe["data"])

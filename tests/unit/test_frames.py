@@ -12,7 +12,15 @@ from PIL import Image
 
 from model import load_embedder
 from model.evaluate_frames import evaluate_frames, markdown
-from model.frames import FrameInspector, GoodSurfaceMemory, PatchFeatures, calibrate_threshold
+from model.frames import (
+    EDGE_CELLS,
+    EDGE_WEIGHT,
+    FrameInspector,
+    GoodSurfaceMemory,
+    PatchFeatures,
+    calibrate_threshold,
+    with_edges,
+)
 
 KEYS = ("image_auroc", "false_alarm_rate", "recall", "pixel_auroc", "located", "naming_accuracy")
 
@@ -129,7 +137,7 @@ def test_train_frames_writes_a_checkpoint_the_inspector_reads(tmp_path):
     from model.surface import ROOT, train_frames
 
     recipe = (ROOT / "model" / "recipes" / "frames" / "surface.toml").read_text()
-    recipe = recipe.replace("steps = 600", "steps = 2").replace("batch = 16", "batch = 4")
+    recipe = recipe.replace("steps = 1500", "steps = 2").replace("batch = 16", "batch = 4")
     recipe = recipe.replace('"../shared/data/neu-cls"', '"data/sample"')
     (tmp_path / "tiny.toml").write_text(recipe)
     path = train_frames(str(tmp_path / "tiny.toml"), tmp_path / "frames.pt")
@@ -139,4 +147,42 @@ def test_train_frames_writes_a_checkpoint_the_inspector_reads(tmp_path):
     rng = np.random.default_rng(4)
     good = [Image.fromarray(texture(rng).astype(np.uint8)) for _ in range(2)]
     rows, threshold = inspector.build(good, 1.0)
-    assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-4) and threshold > 0
+    features = rows[:, : -(EDGE_CELLS + 1)]  # the rest: the cell's distance to an edge
+    assert np.allclose(np.linalg.norm(features, axis=1), 1.0, atol=1e-4) and threshold > 0
+
+
+def test_training_views_differ_by_a_light_ramp_and_procedural_surfaces_are_new_textures():
+    from model.surface import photometric, procedural_surfaces
+
+    g = torch.Generator().manual_seed(0)
+    flat = torch.full((64, 1, 32, 48), 128.0)
+    lit = photometric(flat, g, illumination=40)
+    # each view a plane: its left and right edges differ by at most the ramp (and noise)
+    across = (lit[..., -1].mean(dim=2) - lit[..., 0].mean(dim=2)).abs()
+    assert float(across.max()) > 10 and float(across.max()) < 40 + 6
+    plain = photometric(flat, g)
+    assert float((plain[..., -1].mean(dim=2) - plain[..., 0].mean(dim=2)).abs().max()) < 6
+    surfaces = procedural_surfaces(3, 64, g)
+    assert surfaces.shape == (3, 1, 64, 64) and surfaces.dtype == torch.uint8
+    assert not torch.equal(surfaces[0], surfaces[1]) and float(surfaces.float().std()) > 1
+
+
+def test_a_cell_is_described_with_its_distance_to_the_frame_edge_band_or_whole():
+    rows = torch.zeros(6 * 4, 3)
+    whole = with_edges(rows, (6, 4), 0, 0, 6)[:, 3:].argmax(dim=1).view(6, 4)
+    assert whole.tolist() == [
+        [0, 0, 0, 0],
+        [0, 1, 1, 0],
+        [0, 1, 1, 0],
+        [0, 1, 1, 0],
+        [0, 1, 1, 0],
+        [0, 0, 0, 0],
+    ]
+    assert float(with_edges(rows, (6, 4), 0, 0, 6)[:, 3:].sum(dim=1).min()) == EDGE_WEIGHT
+    # a middle band of a long strip lying along its width (axis 1): no end in it
+    band = with_edges(torch.zeros(5 * 7, 3), (5, 7), 1, 10, None)[:, 3:].argmax(dim=1).view(5, 7)
+    assert band[2].tolist() == [2] * 7 and band[0].tolist() == [0] * 7
+    assert band[1].tolist() == [1] * 7
+    # the strip's last band: its last columns are the frame's end
+    last = with_edges(torch.zeros(5 * 7, 3), (5, 7), 1, 10, 17)[:, 3:].argmax(dim=1).view(5, 7)
+    assert last[2].tolist() == [2, 2, 2, 2, 2, 1, 0]

@@ -40,7 +40,7 @@ def test_a_file_claimed_by_another_producer_between_listing_and_reading_is_skipp
 ):
     spool = Spool(tmp_path / "spool")
     spool.put({"job_id": "kept"})
-    listed = list((tmp_path / "spool").glob("*.json")) + [tmp_path / "spool" / "gone.json"]
+    listed = [*(tmp_path / "spool").glob("*.json"), tmp_path / "spool" / "gone.json"]
     # the folder listed a file another producer renamed (claimed) before it was read
     monkeypatch.setattr(type(tmp_path), "glob", lambda self, pattern: iter(listed))
     assert [m["job_id"] for c, m in spool.claim()] == ["kept"]
