@@ -7,8 +7,9 @@ images at full resolution) and the network's feature maps are read over all of
 it. Each location's features (the network's second and third stages, the
 third upsampled to the second's grid of 8 image pixels, averaged over a 3x3
 neighbourhood; chosen on the development half of the magnetic-tile groups,
-docs/experiments.md) are compared with the features of good surface; the
-distance to the nearest one is that location's anomaly score.
+docs/experiments.md) are compared with the features of good surface as near
+the frame's edge as it is (``with_edges``); the distance to the nearest one is
+that location's anomaly score.
 """
 
 from __future__ import annotations
