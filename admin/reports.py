@@ -120,26 +120,26 @@ def stored(key: str) -> bytes:
         abort(404, "this report's file is missing from the image store (BLOB_DIR)")
 
 
+def download(report_id: int, extension: str, mimetype: str) -> Any:
+    """The report's stored file (``pdf`` or ``csv``), as a named attachment."""
+    report = get_or_404(Report, report_id)
+    key = report.pdf_key if extension == "pdf" else report.csv_key
+    return send_file(
+        io.BytesIO(stored(key)),
+        mimetype=mimetype,
+        as_attachment=True,
+        download_name=download_name(report, extension),
+    )
+
+
 @bp.route("/reports/<int:report_id>.pdf")
 def pdf(report_id: int) -> Any:
-    report = get_or_404(Report, report_id)
-    return send_file(
-        io.BytesIO(stored(report.pdf_key)),
-        mimetype="application/pdf",
-        as_attachment=True,
-        download_name=download_name(report, "pdf"),
-    )
+    return download(report_id, "pdf", "application/pdf")
 
 
 @bp.route("/reports/<int:report_id>.csv")
 def csv_file(report_id: int) -> Any:
-    report = get_or_404(Report, report_id)
-    return send_file(
-        io.BytesIO(stored(report.csv_key)),
-        mimetype="text/csv",
-        as_attachment=True,
-        download_name=download_name(report, "csv"),
-    )
+    return download(report_id, "csv", "text/csv")
 
 
 @bp.route("/reports/<int:report_id>")

@@ -1,7 +1,9 @@
-"""What the browser tests share: Debian's Chromium, and the admin server they drive."""
+"""What the browser tests share: Debian's Chromium, the admin server they drive, and
+logging in to it."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -53,3 +55,12 @@ def admin_server(settings: Settings, log_path: Path) -> Iterator[str]:
         server.terminate()
         server.wait(10)
         log.close()
+
+
+def log_in(page, url: str, user: str = "sam", password: str = "supervisor-password") -> None:
+    """Log in on the site at ``url`` as a person would; back on the queue when done."""
+    page.goto(f"{url}/login")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", password)
+    page.click("form.login button[type=submit]")
+    page.wait_for_url(re.compile(r"/inspections"))

@@ -7,14 +7,13 @@ scheduler made (``judge_ended_coils``, called here as the worker's scheduler cal
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import pytest
 
 from core.coil_verdicts import judge_ended_coils
 from core.db import session_scope
-from tests.integration.browser import admin_server
+from tests.integration.browser import admin_server, log_in
 from tests.integration.coil_rows import Frame, add_frames
 
 
@@ -22,14 +21,6 @@ from tests.integration.coil_rows import Frame, add_frames
 def site(app, settings, tmp_path) -> Iterator[str]:
     with admin_server(settings, tmp_path / "admin.log") as url:
         yield url
-
-
-def log_in(page, url: str, user: str, password: str) -> None:
-    page.goto(f"{url}/login")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/inspections"))
 
 
 def drawn_marks(page) -> list[tuple[str, str, str]]:

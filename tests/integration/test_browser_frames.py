@@ -29,7 +29,7 @@ from tests.conftest import (
     png_bytes,
     seed_references,
 )
-from tests.integration.browser import admin_server
+from tests.integration.browser import admin_server, log_in
 from tests.integration.conftest import add_inspections, logged_in
 
 Box = tuple[int, int, int, int]
@@ -147,14 +147,6 @@ def frame_site(settings, tmp_path) -> Iterator[tuple[str, FrameInspection]]:
     frame = add_frame(settings)
     with admin_server(settings, tmp_path / "admin.log") as url:
         yield url, frame
-
-
-def log_in(page, url: str, user: str, password: str) -> None:
-    page.goto(f"{url}/login")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/inspections"))
 
 
 def wait_for_images(page, selector: str) -> None:

@@ -29,7 +29,7 @@ from core.jobs import QUEUE_NAME
 from core.queue import WORKER_KEY_PREFIX
 from core.tables import AlarmRule, Coil, Finding, Inspection
 from tests.conftest import csrf_token
-from tests.integration.browser import admin_server
+from tests.integration.browser import admin_server, log_in
 from tests.integration.conftest import add_inspections, logged_in
 
 FETCH = {"X-Requested-With": "fetch", "Accept": "application/json"}
@@ -274,14 +274,6 @@ def test_only_admins_set_alarm_rules_and_the_server_checks_them(app, settings):
 def site(app, settings, tmp_path) -> Iterator[str]:
     with admin_server(settings, tmp_path / "admin.log") as url:
         yield url
-
-
-def log_in(page, site: str, user: str = "sam", password: str = "supervisor-password") -> None:
-    page.goto(f"{site}/login")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", password)
-    page.click("form.login button[type=submit]")
-    page.wait_for_load_state()
 
 
 def wait_text(page, selector: str, text: str, timeout: int = 15_000) -> None:

@@ -23,7 +23,7 @@ from admin.auth import create_user
 from core.db import session_scope
 from core.tables import Inspection, ReviewEvent
 from tests.conftest import csrf_token, seed_references
-from tests.integration.browser import admin_server
+from tests.integration.browser import admin_server, log_in
 from tests.integration.conftest import add_inspections, logged_in, make_token
 
 JSON = {"Accept": "application/json"}
@@ -391,14 +391,6 @@ def review_site(settings, tmp_path) -> Iterator[tuple[str, list[int]]]:
     ids = add_mixed(settings)
     with admin_server(settings, tmp_path / "admin.log") as url:
         yield url, ids
-
-
-def log_in(page, url: str) -> None:
-    page.goto(f"{url}/login")
-    page.fill("input[name=username]", "sam")
-    page.fill("input[name=password]", "supervisor-password")
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/inspections"))
 
 
 def current_id(page) -> int:

@@ -18,9 +18,9 @@ import pytest
 from core.db import session_scope
 from core.tables import DeadLetter, Inspection
 from tests.conftest import SAMPLE
-from tests.integration.browser import admin_server
+from tests.integration.browser import admin_server, log_in
 from tests.integration.conftest import add_inspections, make_token
-from tests.integration.test_browser_frames import add_frame, log_in
+from tests.integration.test_browser_frames import add_frame
 from tests.integration.test_camera_thresholds import add_good_frame
 
 #: width -> height: a phone, a tablet upright and lying, a desktop

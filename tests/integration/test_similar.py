@@ -18,9 +18,9 @@ from core.results import embedding_bytes, embedding_vector
 from core.tables import Finding, Inspection, ReferenceEmbedding
 from producer.client import InspectionClient
 from tests.conftest import sample_images, wait_for_rows
-from tests.integration.browser import admin_server
+from tests.integration.browser import admin_server, log_in
 from tests.integration.conftest import add_inspections, logged_in
-from tests.integration.test_browser_frames import log_in, wait_for_images
+from tests.integration.test_browser_frames import wait_for_images
 from tests.integration.test_frames_line import frame, surface, with_spot
 
 STRIP = "strip-1"

@@ -21,14 +21,13 @@ from admin.auth import create_user
 from core.blobs import BlobStore
 from core.db import session_scope
 from tests.conftest import png_bytes, seed_references
-from tests.integration.browser import admin_server
+from tests.integration.browser import admin_server, log_in
 from tests.integration.conftest import add_inspections, logged_in
 from tests.integration.test_browser_frames import (
     FrameInspection,
     add_frame,
     assert_box_on,
     fill_box,
-    log_in,
     steel_frame,
     wait_for_images,
 )
