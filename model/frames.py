@@ -255,21 +255,20 @@ def with_edges(
     """``rows`` of an h x w grid (a band starting ``offset`` cells along ``axis`` of a
     frame whose grid ends at ``end`` there, None when further than the code reaches)
     with each cell's distance to the frame's edge appended as a weighted one-hot code."""
-    if not EDGE_WEIGHT:
-        return rows
-    h, w = grid
-    along = torch.arange(grid[axis]) + offset
-    to_end = (end - 1 - along) if end is not None else torch.full_like(along, EDGE_CELLS)
-    along_distance = torch.minimum(along, to_end)
-    across_length = grid[1 - axis]
-    across = torch.arange(across_length)
-    across_distance = torch.minimum(across, across_length - 1 - across)
-    if axis == 0:
-        distance = torch.minimum(along_distance[:, None], across_distance[None, :])
-    else:
-        distance = torch.minimum(across_distance[:, None], along_distance[None, :])
-    code = F.one_hot(distance.clamp(max=EDGE_CELLS).reshape(h * w), EDGE_CELLS + 1)
+    across = grid[1 - axis]
+    lines = (edge_distance(grid[axis], offset, end), edge_distance(across, 0, across))
+    down, right = lines if axis == 0 else lines[::-1]
+    distance = torch.minimum(down[:, None], right[None, :])
+    code = F.one_hot(distance.clamp(max=EDGE_CELLS).reshape(-1), EDGE_CELLS + 1)
     return torch.cat([rows, code.to(rows.dtype) * EDGE_WEIGHT], dim=1)
+
+
+def edge_distance(length: int, offset: int, end: int | None) -> torch.Tensor:
+    """Each of ``length`` cells' distance to the nearer end of its line (cells
+    ``offset`` on of one ending at ``end``; None: further than the code reaches)."""
+    cells = torch.arange(length) + offset
+    to_end = end - 1 - cells if end is not None else torch.full_like(cells, EDGE_CELLS)
+    return torch.minimum(cells, to_end)
 
 
 class GoodSurfaceMemory:
