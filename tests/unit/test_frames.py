@@ -186,3 +186,17 @@ def test_a_cell_is_described_with_its_distance_to_the_frame_edge_band_or_whole()
     # the strip's last band: its last columns are the frame's end
     last = with_edges(torch.zeros(5 * 7, 3), (5, 7), 1, 10, 17)[:, 3:].argmax(dim=1).view(5, 7)
     assert last[2].tolist() == [2, 2, 2, 2, 2, 1, 0]
+
+
+def test_a_memory_of_other_frames_draws_another_image_of_the_same_surface():
+    from model.surface import siblings
+
+    labels = torch.tensor([0, 0, 0, 1, 1, 2])
+    index = torch.tensor([0, 1, 3, 4, 5, 2])
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        other = siblings(index, labels, g)
+        assert torch.equal(labels[other], labels[index])
+        # another image wherever its surface has one; surface 2 has only image 5
+        apart = (other != index).tolist()
+        assert other.tolist()[4] == 5 and apart == [True, True, True, True, False, True]
