@@ -115,9 +115,11 @@ BAND_PIXELS = 4_000_000
 MARGIN = 160
 #: the Gaussian (in grid cells) that smooths a frame's map of nearest distances
 SMOOTH_CELLS = 0.5
-#: the frame threshold: the highest score of a good frame against the others' memory,
-#: times this
-CALIBRATION_MARGIN = 1.1
+#: the frame threshold: the good frames' cells scored against the others' memory, their
+#: mean plus CALIBRATION_SPREAD standard deviations, times the frames model's margin
+#: (this where a checkpoint names none)
+CALIBRATION_SPREAD = 3.0
+CALIBRATION_MARGIN = 3.1
 #: findings kept per frame, the most anomalous first
 MAX_FINDINGS = 20
 #: a cell's distance (in cells) to the frame's nearest edge, up to this, is part of
@@ -423,8 +425,11 @@ def build_memory(
 ) -> tuple[GoodSurfaceMemory, float]:
     """A good-surface memory of the given good frames and its frame-score threshold,
     from them alone: each good frame is scored against a memory of the others (one
-    frame alone: each half of it against the other half), and the highest of those
-    scores, times ``margin``, is the threshold."""
+    frame alone: each half of it against the other half); the mean of all those
+    cells' scores plus CALIBRATION_SPREAD standard deviations, times ``margin``, is
+    the threshold. Every cell of every good frame counts, not a few frames' highest
+    scores: steadier from one set of good frames to another (chosen on the
+    development half of the magnetic-tile groups: docs/experiments.md, *Frames*)."""
     if not sources:
         raise ValueError("a good-surface memory needs at least one good frame")
     samples = []  # per frame: sampled rows, and each row's cell along the long axis
@@ -437,7 +442,7 @@ def build_memory(
             along.append(cell + band.offset)
         samples.append((torch.cat(rows), torch.cat(along)))
     memory = GoodSurfaceMemory(subsample(torch.cat([r for r, _ in samples]), size, seed))
-    scores = []
+    spread = CellStatistics()
     if len(sources) == 1:
         rows, along = samples[0]
         middle = (int(along.max()) + 1) // 2
@@ -446,13 +451,31 @@ def build_memory(
             (along >= middle, slice(0, middle)),
         ):
             grid = GoodSurfaceMemory(rows[memory_part]).score(sources[0]())
-            cells = np.moveaxis(grid.cells, long_axis(grid.cells), 0)
-            scores.append(float(cells[scored].max()))
+            spread.add(np.moveaxis(grid.cells, long_axis(grid.cells), 0)[scored])
     else:
         for i, source in enumerate(sources):
             others = torch.cat([r for j, (r, _) in enumerate(samples) if j != i])
-            scores.append(GoodSurfaceMemory(subsample(others, size, seed)).score(source()).score)
-    return memory, max(scores) * margin
+            spread.add(GoodSurfaceMemory(subsample(others, size, seed)).score(source()).cells)
+    return memory, spread.high() * margin
+
+
+class CellStatistics:
+    """The mean and standard deviation of cell scores, added a grid at a time."""
+
+    def __init__(self) -> None:
+        self.count, self.total, self.squares = 0, 0.0, 0.0
+
+    def add(self, cells: np.ndarray) -> None:
+        values = cells.astype(np.float64).ravel()
+        self.count += values.size
+        self.total += float(values.sum())
+        self.squares += float((values * values).sum())
+
+    def high(self, spread: float | None = None) -> float:
+        """The mean plus ``spread`` (CALIBRATION_SPREAD) standard deviations."""
+        mean = self.total / self.count
+        deviation = max(0.0, self.squares / self.count - mean * mean) ** 0.5
+        return mean + (CALIBRATION_SPREAD if spread is None else spread) * deviation
 
 
 def long_axis(cells: np.ndarray) -> int:

@@ -45,10 +45,6 @@ class SurfaceConfig:
     #: the largest illumination ramp (grey levels across a crop) between the
     #: memory's view and the inspected one: good surface under other light
     illumination: float = 0.0
-    #: where the memory's view comes from: ``same`` (another crop of the inspected
-    #: image), ``other`` (a crop of another image of the same surface: a memory is
-    #: always made of other frames) or ``both``
-    memory: str = "same"
 
 
 def uniform(low: float, high: float, g: torch.Generator) -> float:
@@ -180,32 +176,11 @@ def memory_loss(
     return pull + push, normal_d, defect_d
 
 
-def siblings(index: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """For each of ``index``, another image of the same surface (``labels``), itself
-    only where its surface has no other."""
-    out = index.clone()
-    for i, item in enumerate(index.tolist()):
-        same = torch.nonzero(labels == labels[item]).flatten()
-        same = same[same != item]
-        if len(same):
-            out[i] = same[int(torch.randint(len(same), (1,), generator=g))]
-    return out
-
-
 def train_surface_features(
-    network: torch.nn.Module,
-    surfaces: torch.Tensor,
-    config: SurfaceConfig,
-    log_every: int = 100,
-    labels: torch.Tensor | None = None,
+    network: torch.nn.Module, surfaces: torch.Tensor, config: SurfaceConfig, log_every: int = 100
 ) -> list[dict[str, float]]:
-    """Fine-tune ``network``'s tower in place on (N, 1, H, W) uint8 ``surfaces`` (of
-    the surfaces ``labels``, all one where None). Batch normalisation keeps its
-    statistics (eval mode), as inference sees it."""
-    if config.memory not in ("same", "other", "both"):
-        raise ValueError(f"memory is same, other or both, not {config.memory!r}")
-    if labels is None:
-        labels = torch.zeros(len(surfaces), dtype=torch.long)
+    """Fine-tune ``network``'s tower in place on (N, 1, H, W) uint8 ``surfaces``.
+    Batch normalisation keeps its statistics (eval mode), as inference sees it."""
     torch.manual_seed(config.seed)
     g = torch.Generator().manual_seed(config.seed)
     tower = feature_tower(network)
@@ -218,28 +193,17 @@ def train_surface_features(
     for step in range(1, config.steps + 1):
         index = torch.randint(len(surfaces), (config.batch,), generator=g)
         batch = surfaces[index].float()
-        # another frame of each surface: drawn only when the memory uses it, so a
-        # "same" recipe trains as it did before the option
-        apart = config.memory != "same"
-        others = surfaces[siblings(index, labels, g)].float() if apart else batch
         made = round(config.batch * config.procedural)
         if made:
-            pairs = synthetic_batch(made, 2 if apart else 1, batch.shape[-1], g)
-            batch[:made] = torch.cat([pair[:1] for pair in pairs]).float()
-            others[:made] = torch.cat([pair[-1:] for pair in pairs]).float()
+            batch[:made] = procedural_surfaces(made, batch.shape[-1], g).float()
         if uniform(0, 1, g) < 0.5:
-            batch, others = batch.flip(3), others.flip(3)
-        views = []
-        if config.memory in ("same", "both"):
-            views.append(photometric(crops(batch, g), g, config.illumination))
-        if config.memory in ("other", "both"):
-            views.append(photometric(crops(others, g), g, config.illumination))
+            batch = batch.flip(3)
+        good = photometric(crops(batch, g), g, config.illumination)
         inspected, masks = paint_defects(
             photometric(crops(batch, g), g, config.illumination), g, config.kinds
         )
-        good = torch.cat([local_features(tower, v, config.stages) for v in views], dim=3)
         loss, normal_d, defect_d = memory_loss(
-            good,
+            local_features(tower, good, config.stages),
             local_features(tower, inspected, config.stages),
             masks,
             config.margin,
@@ -266,14 +230,13 @@ def train_surface_features(
     return history
 
 
-def load_surfaces(folders: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every image of the class folders, as (N, 1, 200, 200) uint8 (resized if not),
-    and each image's folder (its surface) by number."""
+def load_surfaces(folders: list[Path]) -> torch.Tensor:
+    """Every image of the class folders, as (N, 1, 200, 200) uint8 (resized if not)."""
     import numpy as np
     from PIL import Image
 
-    arrays, labels = [], []
-    for number, folder in enumerate(folders):
+    arrays = []
+    for folder in folders:
         for path in sorted(folder.glob("*")):
             if path.suffix.lower() in {".png", ".bmp", ".jpg"}:
                 with Image.open(path) as image:
@@ -281,8 +244,7 @@ def load_surfaces(folders: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
                     if gray.size != (200, 200):
                         gray = gray.resize((200, 200))
                     arrays.append(np.asarray(gray, dtype=np.uint8))
-                    labels.append(number)
-    return torch.from_numpy(np.stack(arrays)).unsqueeze(1), torch.tensor(labels)
+    return torch.from_numpy(np.stack(arrays)).unsqueeze(1)
 
 
 FRAME_RECIPES = Path(__file__).resolve().parent / "recipes" / "frames"
@@ -322,12 +284,11 @@ def train_frames(recipe_name: str, out: Path, seed: int | None = None) -> Path:
         kinds=tuple(recipe["kinds"]),
         procedural=float(recipe.get("procedural", 0.0)),
         illumination=float(recipe.get("illumination", 0.0)),
-        memory=str(recipe.get("memory", "same")),
     )
     network, meta = load_checkpoint(resolve(recipe["start"]))
     data = resolve(recipe["data"])
-    surfaces, labels = load_surfaces([data / name for name in recipe["classes"]])
-    history = train_surface_features(network, surfaces, config, labels=labels)
+    surfaces = load_surfaces([data / name for name in recipe["classes"]])
+    history = train_surface_features(network, surfaces, config)
     meta = {
         **meta,
         "frame_features": {"recipe": path.stem, **recipe, "history": history},

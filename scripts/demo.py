@@ -190,7 +190,7 @@ def seed_tile_line(session: Session, store: BlobStore, settings: Settings) -> No
 
 
 #: the tile-line camera's frame threshold, as an admin sets it on the Thresholds page
-#: after its preview: the threshold calibrated from five good tiles (1.60 with the
+#: after its preview: the threshold calibrated from five good tiles (0.93 with the
 #: shipped frames.pt) flags none of the sample's defective tiles; at 0.65 the
 #: blowhole, break, crack and fray tiles are flagged, each at its defect, and no
 #: good tile (scores 0.13-0.54; docs/model.md, *Frames*)

@@ -188,15 +188,18 @@ def test_a_cell_is_described_with_its_distance_to_the_frame_edge_band_or_whole()
     assert last[2].tolist() == [2, 2, 2, 2, 2, 1, 0]
 
 
-def test_a_memory_of_other_frames_draws_another_image_of_the_same_surface():
-    from model.surface import siblings
+def test_the_threshold_statistic_counts_every_cell_of_every_good_frame():
+    from model.frames import CALIBRATION_SPREAD, CellStatistics
 
-    labels = torch.tensor([0, 0, 0, 1, 1, 2])
-    index = torch.tensor([0, 1, 3, 4, 5, 2])
-    g = torch.Generator().manual_seed(0)
-    for _ in range(20):
-        other = siblings(index, labels, g)
-        assert torch.equal(labels[other], labels[index])
-        # another image wherever its surface has one; surface 2 has only image 5
-        apart = (other != index).tolist()
-        assert other.tolist()[4] == 5 and apart == [True, True, True, True, False, True]
+    rng = np.random.default_rng(3)
+    grids = [rng.gamma(2.0, 0.1, size=shape) for shape in ((25, 38), (38, 25), (1, 900))]
+    statistics = CellStatistics()
+    for grid in grids:
+        statistics.add(grid.astype(np.float32))
+    every = np.concatenate([g.ravel() for g in grids])
+    expected = every.mean() + CALIBRATION_SPREAD * every.std()
+    assert statistics.high() == pytest.approx(expected, rel=1e-5)
+    assert statistics.high(0.0) == pytest.approx(every.mean(), rel=1e-5)
+    # one outlying cell of a frame (three times the highest) moves it little
+    statistics.add(np.array([[every.max() * 3]]))
+    assert statistics.high() < expected * 1.1
