@@ -442,7 +442,7 @@ def build_memory(
             along.append(cell + band.offset)
         samples.append((torch.cat(rows), torch.cat(along)))
     memory = GoodSurfaceMemory(subsample(torch.cat([r for r, _ in samples]), size, seed))
-    spread = CellStatistics()
+    cells = []  # every good frame's leave-one-out scores (grids of a few MB at most)
     if len(sources) == 1:
         rows, along = samples[0]
         middle = (int(along.max()) + 1) // 2
@@ -451,31 +451,19 @@ def build_memory(
             (along >= middle, slice(0, middle)),
         ):
             grid = GoodSurfaceMemory(rows[memory_part]).score(sources[0]())
-            spread.add(np.moveaxis(grid.cells, long_axis(grid.cells), 0)[scored])
+            cells.append(np.moveaxis(grid.cells, long_axis(grid.cells), 0)[scored].ravel())
     else:
         for i, source in enumerate(sources):
             others = torch.cat([r for j, (r, _) in enumerate(samples) if j != i])
-            spread.add(GoodSurfaceMemory(subsample(others, size, seed)).score(source()).cells)
-    return memory, spread.high() * margin
+            grid = GoodSurfaceMemory(subsample(others, size, seed)).score(source())
+            cells.append(grid.cells.ravel())
+    return memory, high_point(np.concatenate(cells)) * margin
 
 
-class CellStatistics:
-    """The mean and standard deviation of cell scores, added a grid at a time."""
-
-    def __init__(self) -> None:
-        self.count, self.total, self.squares = 0, 0.0, 0.0
-
-    def add(self, cells: np.ndarray) -> None:
-        values = cells.astype(np.float64).ravel()
-        self.count += values.size
-        self.total += float(values.sum())
-        self.squares += float((values * values).sum())
-
-    def high(self, spread: float | None = None) -> float:
-        """The mean plus ``spread`` (CALIBRATION_SPREAD) standard deviations."""
-        mean = self.total / self.count
-        deviation = max(0.0, self.squares / self.count - mean * mean) ** 0.5
-        return mean + (CALIBRATION_SPREAD if spread is None else spread) * deviation
+def high_point(cells: np.ndarray, spread: float = CALIBRATION_SPREAD) -> float:
+    """The mean of ``cells`` plus ``spread`` standard deviations."""
+    values = cells.astype(np.float64)
+    return float(values.mean() + spread * values.std())
 
 
 def long_axis(cells: np.ndarray) -> int:

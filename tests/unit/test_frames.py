@@ -188,18 +188,14 @@ def test_a_cell_is_described_with_its_distance_to_the_frame_edge_band_or_whole()
     assert last[2].tolist() == [2, 2, 2, 2, 2, 1, 0]
 
 
-def test_the_threshold_statistic_counts_every_cell_of_every_good_frame():
-    from model.frames import CALIBRATION_SPREAD, CellStatistics
+def test_the_threshold_statistic_is_the_good_cells_mean_plus_their_spread():
+    from model.frames import CALIBRATION_SPREAD, high_point
 
     rng = np.random.default_rng(3)
     grids = [rng.gamma(2.0, 0.1, size=shape) for shape in ((25, 38), (38, 25), (1, 900))]
-    statistics = CellStatistics()
-    for grid in grids:
-        statistics.add(grid.astype(np.float32))
     every = np.concatenate([g.ravel() for g in grids])
     expected = every.mean() + CALIBRATION_SPREAD * every.std()
-    assert statistics.high() == pytest.approx(expected, rel=1e-5)
-    assert statistics.high(0.0) == pytest.approx(every.mean(), rel=1e-5)
+    assert high_point(every.astype(np.float32)) == pytest.approx(expected, rel=1e-5)
+    assert high_point(every, 0.0) == pytest.approx(every.mean(), rel=1e-5)
     # one outlying cell of a frame (three times the highest) moves it little
-    statistics.add(np.array([[every.max() * 3]]))
-    assert statistics.high() < expected * 1.1
+    assert high_point(np.append(every, every.max() * 3)) < expected * 1.1
