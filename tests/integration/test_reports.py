@@ -349,10 +349,19 @@ def test_a_shift_report_counts_the_frames_of_its_shift_only(settings):
 # -- made by the scheduler -------------------------------------------------------------
 
 
+def mid_shift(settings) -> datetime:
+    """Four hours into yesterday's 06:00 shift: a clock time whose last ten minutes
+    end no shift (the tick would report that shift too, just after 14:00 or 22:00)."""
+    yesterday = utcnow() - timedelta(days=1)
+    return ShiftClock.from_settings(settings).named(f"{yesterday:%Y-%m-%d} 06:00").start + (
+        timedelta(hours=4)
+    )
+
+
 def test_the_tick_ends_an_idle_coil_judges_it_and_reports_it_once(settings):
     url, store = settings.database_url, BlobStore(settings.blob_dir)
     settings = settings.model_copy(update={"coil_end_after_s": 300.0})
-    now = utcnow()
+    now = mid_shift(settings)
     store_frames(url, coil_frames("C-3001", now - timedelta(minutes=10), end_it=False))
     store_frames(url, coil_frames("C-3002", now - timedelta(seconds=30), end_it=False))
     add_rule(url, "crazing", 0)
@@ -427,12 +436,12 @@ def test_the_tick_reports_each_ended_shift_with_frames_once(settings):
 
 
 def test_a_tick_that_fails_is_finished_by_the_next(settings, tmp_path):
-    url = settings.database_url
-    store_frames(url, coil_frames("C-3101", utcnow() - timedelta(minutes=10)))
+    url, now = settings.database_url, mid_shift(settings)
+    store_frames(url, coil_frames("C-3101", now - timedelta(minutes=10)))
     broken = tmp_path / "not-a-folder"
     broken.write_text("the image store cannot be made here")
     with session_scope(url) as session:
-        failed = tick(session, BlobStore(broken), settings, utcnow())
+        failed = tick(session, BlobStore(broken), settings, now)
     # the coil's verdict stands; its report failed, and is not half made
     assert (failed.judged, failed.reports, failed.failed) == (
         ["C-3101"],
@@ -444,7 +453,7 @@ def test_a_tick_that_fails_is_finished_by_the_next(settings, tmp_path):
         assert session.scalar(select(func.count(Report.id))) == 0
         assert session.scalar(select(func.count(Event.id)).where(Event.kind == "report.ready")) == 0
     with session_scope(url) as session:
-        again = tick(session, BlobStore(settings.blob_dir), settings, utcnow())
+        again = tick(session, BlobStore(settings.blob_dir), settings, now + timedelta(seconds=5))
     assert (again.judged, len(again.reports), again.failed) == ([], 1, [])
 
 
